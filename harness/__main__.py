@@ -1,0 +1,5 @@
+"""`python -m ent_harness` is the same as `ent`."""
+
+from .cli import main
+
+main()

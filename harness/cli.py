@@ -1,0 +1,220 @@
+"""The `ent` command line. Thin: parse, resolve, hand over to the harness.
+
+Errors a user can fix (:class:`EntError`, click usage errors) print one line and exit 2; a traceback is
+shown only with ``-v``. Heavy libraries are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import EntError
+
+KINDS = ("model", "family", "companion", "probe_set", "metric", "experiment")
+
+
+def _registry() -> Any:
+    from .plugin_manager import get_registry
+
+    return get_registry()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(__version__, prog_name="ent")
+def cli(verbose: bool) -> None:
+    """ent: fine-tune code LMs and measure how their concept geometry changes.
+
+    \b
+    Quick start (embedded tiny model, shipped data, CPU, about a minute):
+      ent run --model tiny-qwen2 --companion nl --out runs/demo
+    """
+
+
+def plugin_rows(kind: str | None) -> list[dict[str, str]]:
+    registry = _registry()
+    rows: list[dict[str, str]] = []
+    for spec_kind in KINDS:
+        if kind and spec_kind != kind:
+            continue
+        for spec in registry.all(spec_kind):
+            rows.append(
+                {"name": spec.name, "kind": spec_kind, "plugin": spec.plugin, "distribution": spec.distribution,
+                 "version": spec.version, "status": "ok", "description": spec.description}
+            )
+    for rejected in registry.rejected:
+        spec = rejected.spec
+        if kind and spec.kind != kind:
+            continue
+        rows.append({"name": spec.name, "kind": spec.kind, "plugin": spec.plugin, "distribution": spec.distribution,
+                     "version": spec.version, "status": "rejected", "error": rejected.error, "description": spec.description})
+    if not kind:
+        for broken in registry.broken:
+            rows.append({"name": broken.plugin, "kind": "plugin", "plugin": broken.plugin,
+                         "distribution": broken.distribution, "version": broken.version, "status": "broken",
+                         "error": broken.error, "description": ""})
+    return rows
+
+
+@cli.command("list-plugins")
+@click.option("--kind", type=click.Choice(KINDS), help="Only components of this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def list_plugins(kind: str | None, as_json: bool) -> None:
+    """List every registered component and every plugin that failed to load."""
+    rows = plugin_rows(kind)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="ent plugins", show_lines=False)
+    for column in ("name", "kind", "plugin", "distribution", "version", "status"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        status = row["status"]
+        if status != "ok":
+            status = f"[red]{status}[/red]: {row.get('error', '')}"
+        table.add_row(row["name"], row["kind"], row["plugin"], row["distribution"], row["version"], status)
+    Console().print(table)
+
+
+RUN_FLAG_NAMES = ("model", "companion", "steps", "diag_every", "seed", "probes", "companion_share", "seq_len",
+                  "batch_size", "lr", "quantize", "device", "offline")
+
+
+@cli.command("run")
+@click.option("--model", help="Model plugin name (see `ent list-plugins --kind model`).")
+@click.option("--companion", help="Companion stream mixed with code: nl, math, none, ... (default nl).")
+@click.option("--steps", type=int, help="Training steps (default 5000; tiny models 200).")
+@click.option("--diag-every", type=int, help="Diagnostics every K steps, plus step 0 and the last step.")
+@click.option("--seed", type=int, help="Seed of data order, LoRA init and dropout (default 0).")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/MODEL-COMPANION-sSEED).")
+@click.option("--config", "config_file", type=click.Path(), help="TOML file of settings (flags override it).")
+@click.option("--probes", help="Probe set name or a probes JSONL file (default factorial-v1).")
+@click.option("--companion-share", type=float, help="Share of companion sequences (default 0.5).")
+@click.option("--seq-len", type=int, help="Tokens per packed training sequence.")
+@click.option("--batch-size", type=int, help="Sequences per micro-batch.")
+@click.option("--lr", type=float, help="Learning rate (default 1e-4).")
+@click.option("--quantize", type=click.Choice(["auto", "nf4", "none"]), help="4-bit NF4 base (auto: where bitsandbytes works).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
+@click.option("--offline", is_flag=True, default=None, help="Use only offline data sources.")
+@click.option("--force", is_flag=True, help="Overwrite a non-empty run directory.")
+def run_command(config_file: str | None, out: str | None, force: bool, **flags: Any) -> None:
+    """Fine-tune with QLoRA on code + a companion and record the geometry at every diagnostic step."""
+    from .config import read_config_file, resolve_run_config
+
+    registry = _registry()
+    file_values = read_config_file(config_file) if config_file else {}
+    model_name = flags.get("model") or file_values.get("model")
+    if not model_name:
+        raise EntError("No model given", "pass --model NAME (see `ent list-plugins --kind model`)")
+    model_spec = registry.get("model", model_name)
+    companion = flags.get("companion") or file_values.get("companion") or "nl"
+    registry.get("companion", companion)
+    config = resolve_run_config(dict(model_spec.run_defaults), file_values, {**flags, "out": out})
+    run_dir = Path(config.out or f"runs/{config.model}-{config.companion}-s{config.seed}")
+    _run_with_progress(config, registry, run_dir, force)
+
+
+def _run_with_progress(config: Any, registry: Any, run_dir: Path, force: bool) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .run import execute_run
+
+    console = Console(stderr=True)
+    console.print(f"[bold]ent run[/bold] {config.model} + {config.companion}, seed {config.seed} -> {run_dir}")
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  EI {task.fields[ei]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("loading model", total=config.steps, loss="—", ei="—")
+
+        def on_progress(step: int, values: dict[str, Any]) -> None:
+            loss = values.get("train_loss")
+            ei = values.get("ei")
+            progress.update(
+                task,
+                completed=step,
+                description="training",
+                loss=f"{loss:.3f}" if isinstance(loss, float) else "—",
+                ei=f"{ei:.3f}" if isinstance(ei, float) else "—",
+            )
+
+        record = execute_run(config, registry, run_dir, force=force, on_progress=on_progress)
+    console.print(f"status: [bold]{record['status']}[/bold]; report: {run_dir / 'report.md'}")
+    if record["status"] != "finished":
+        sys.exit(1)
+
+
+@cli.command("diagnose")
+@click.option("--activations", type=click.Path(), help="An n x d .npy file (or .npz with key X).")
+@click.option("--probes", help="Probes JSONL (with --activations: one line per row) or a probe-set name.")
+@click.option("--model", help="Model plugin to extract activations from (instead of --activations).")
+@click.option("--adapter", type=click.Path(), help="A saved adapter folder (adapters/step-N) to apply to --model.")
+@click.option("--base-activations", type=click.Path(), help="Base-model activations for CKA drift (.npy/.npz).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the held-out splits and null baseline.")
+@click.option("--quantize", type=click.Choice(["auto", "nf4", "none"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def diagnose_command(activations: str | None, probes: str | None, model: str | None, adapter: str | None,
+                     base_activations: str | None, seed: int, quantize: str, as_json: bool) -> None:
+    """Run the whole metric suite on activations you bring, or on a model (and adapter) without training."""
+    from .diagnose import diagnose_activations, diagnose_model, print_summary
+
+    if activations and model:
+        raise EntError("Give either --activations or --model, not both")
+    if activations:
+        if not probes:
+            raise EntError("--activations needs --probes PROBES.jsonl", "give the labels of each row")
+        result = diagnose_activations(activations, probes, seed, base_activations)
+    elif model:
+        result = diagnose_model(_registry(), model, adapter, probes or "factorial-v1", seed, quantize)
+    else:
+        raise EntError("Nothing to diagnose", "pass --activations ACTS --probes PROBES.jsonl, or --model NAME")
+    from .rundir import to_jsonable
+
+    if as_json:
+        click.echo(json.dumps(to_jsonable(result)))
+    else:
+        print_summary(result)
+
+
+def _wants_traceback(argv: list[str]) -> bool:
+    return any(arg in ("-v", "--verbose") for arg in argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="ent", standalone_mode=False)
+    except EntError as exc:
+        if _wants_traceback(args):
+            raise
+        click.echo(f"Error: {exc.one_line()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        hint = f" (see `ent {exc.ctx.info_name} --help`)" if exc.ctx and exc.ctx.parent else " (see `ent --help`)"
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)

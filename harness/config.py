@@ -1,0 +1,119 @@
+"""RunConfig: one frozen, validated object per run.
+
+Precedence, lowest first: the protocol's defaults (below) < the model plugin's ``run_defaults`` < a TOML
+config file (``--config``) < command-line flags. The resolved values are recorded in run.json.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import EntError
+
+QUANT_MODES = ("auto", "nf4", "none")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of a run. Defaults are the paper's B-protocol (../shared/spec/protocol.md)."""
+
+    model: str
+    companion: str = "nl"
+    primary: str = "code"
+    probes: str = "factorial-v1"
+    out: str | None = None
+    seed: int = 0
+    steps: int = 5000
+    diag_every: int = 500
+    companion_share: float = 0.5
+    seq_len: int = 1024
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float = 1e-4
+    warmup_steps: int = 100
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    lora_r: int = 64
+    lora_alpha: int = 128
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] | None = None
+    quantize: str = "auto"
+    device: str = "auto"
+    probe_batch_size: int = 16
+    probe_max_tokens: int = 256
+    offline: bool = False
+    metrics_seed: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "diag_every", "seq_len", "batch_size", "grad_accum", "lora_r", "lora_alpha",
+                    "probe_batch_size", "probe_max_tokens")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise EntError(f"Invalid {name} {value!r}", f"--{name.replace('_', '-')} takes a positive integer")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise EntError(f"Invalid warmup_steps {self.warmup_steps!r}", "give a non-negative integer")
+        if not 0.0 <= float(self.companion_share) <= 1.0:
+            raise EntError(f"Invalid companion_share {self.companion_share!r}", "give a share between 0 and 1")
+        if not float(self.lr) > 0:
+            raise EntError(f"Invalid lr {self.lr!r}", "give a positive learning rate")
+        if not 0.0 <= float(self.lora_dropout) < 1.0:
+            raise EntError(f"Invalid lora_dropout {self.lora_dropout!r}", "give a value in [0, 1)")
+        if self.quantize not in QUANT_MODES:
+            raise EntError(f"Invalid quantize {self.quantize!r}", f"choose one of {', '.join(QUANT_MODES)}")
+        if self.device not in DEVICES:
+            raise EntError(f"Invalid device {self.device!r}", f"choose one of {', '.join(DEVICES)}")
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["extra"] = dict(self.extra)
+        if self.lora_targets is not None:
+            record["lora_targets"] = list(self.lora_targets)
+        return record
+
+
+FIELD_NAMES = frozenset(f.name for f in fields(RunConfig))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config: top-level keys (or a ``[run]`` table) named like the flags."""
+    path = Path(path)
+    if not path.is_file():
+        raise EntError(f"Config file '{path}' does not exist", "check the --config path")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise EntError(f"{path}: invalid TOML ({exc})") from None
+    table = data.get("run", data)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in FIELD_NAMES or name == "extra":
+            close = sorted(FIELD_NAMES - {"extra"})
+            raise EntError(f"{path}: unknown setting '{key}'", f"known settings: {', '.join(close)}")
+        values[name] = tuple(value) if name == "lora_targets" else value
+    return values
+
+
+def resolve_run_config(
+    model_defaults: Mapping[str, Any], file_values: Mapping[str, Any], flag_values: Mapping[str, Any]
+) -> RunConfig:
+    """Merge the three layers (flags win) into a validated RunConfig."""
+    merged: dict[str, Any] = {}
+    for layer in (model_defaults, file_values, flag_values):
+        merged.update({k: v for k, v in layer.items() if v is not None})
+    if "model" not in merged:
+        raise EntError("No model given", "pass --model NAME (see `ent list-plugins --kind model`)")
+    unknown = set(merged) - FIELD_NAMES
+    if unknown:
+        raise EntError(f"Unknown setting '{sorted(unknown)[0]}'")
+    try:
+        return RunConfig(**merged)
+    except TypeError as exc:
+        raise EntError(f"Invalid settings: {exc}") from None

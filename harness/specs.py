@@ -1,0 +1,198 @@
+"""Frozen, validated spec objects that plugins register.
+
+A spec describes a component without importing anything heavy: code is named by a lazy ``"module:attr"``
+target, resolved only when the component is used, so ``ent list-plugins`` never imports torch. Specs check
+themselves on construction, so a bad plugin fails when it registers, not an hour into a run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .errors import PluginSpecError
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+TARGET_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def resolve_target(target: str) -> Any:
+    """Import ``"package.module:attr"`` (attr may be dotted) and return the object."""
+    module_name, _, attr_path = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr_path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise PluginSpecError(
+            f"Invalid {kind} name {name!r}",
+            "use lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+
+
+def _check_target(kind: str, name: str, field_name: str, target: str | None, required: bool = True) -> None:
+    if target is None and not required:
+        return
+    if not isinstance(target, str) or not TARGET_PATTERN.match(target):
+        raise PluginSpecError(
+            f"{kind} '{name}': {field_name} must be a 'module:attr' string, got {target!r}",
+            "name the function or object lazily, e.g. 'my_pkg.models:load'",
+        )
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """Fields every component has. ``plugin``/``distribution``/``version`` are filled in by the manager."""
+
+    kind: ClassVar[str] = "component"
+    name: str
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+    distribution: str = field(default="", compare=False)
+    version: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        _check_name(self.kind, self.name)
+        if not isinstance(self.description, str):
+            raise PluginSpecError(f"{self.kind} '{self.name}': description must be a string")
+
+
+LORA_MODULES_DEFAULT = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class FamilySpec(ComponentSpec):
+    """A model family, keyed by the exact ``config.architectures[0]`` (e.g. ``Qwen2ForCausalLM``).
+
+    It maps canonical names to the family's module paths and defines the terminal layer and its pooling.
+    ``pooling`` is ``"mean"`` (mean over non-padding tokens) or ``"last"`` (last non-padding token).
+    ``terminal_layer`` is ``"final_norm"`` (output of the last decoder block after the final norm: the
+    default) or ``"last_block"`` (before the final norm).
+    """
+
+    kind: ClassVar[str] = "family"
+    architecture: str = ""
+    layers_path: str = "model.layers"
+    final_norm_path: str = "model.norm"
+    embed_path: str = "model.embed_tokens"
+    lora_targets: tuple[str, ...] = LORA_MODULES_DEFAULT
+    terminal_layer: str = "final_norm"
+    pooling: str = "mean"
+    padding_side: str = "right"
+    compute_dtype: str = "bfloat16"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not re.match(r"^[A-Za-z_]\w*$", self.architecture or ""):
+            raise PluginSpecError(f"family '{self.name}': architecture must be a class name like 'LlamaForCausalLM'")
+        if self.pooling not in ("mean", "last"):
+            raise PluginSpecError(f"family '{self.name}': pooling must be 'mean' or 'last'")
+        if self.terminal_layer not in ("final_norm", "last_block"):
+            raise PluginSpecError(f"family '{self.name}': terminal_layer must be 'final_norm' or 'last_block'")
+        if self.padding_side not in ("left", "right"):
+            raise PluginSpecError(f"family '{self.name}': padding_side must be 'left' or 'right'")
+        if not self.lora_targets or not all(isinstance(t, str) and t for t in self.lora_targets):
+            raise PluginSpecError(f"family '{self.name}': lora_targets must be non-empty module names")
+
+
+@dataclass(frozen=True)
+class ModelSpec(ComponentSpec):
+    """A model the harness can load.
+
+    ``config`` is a lazy target returning a ``transformers`` config dict (or a path to a config.json).
+    ``hub_id`` names the Hugging Face repository for real weights (None: the model only exists as
+    random weights, like the embedded tiny models). ``tokenizer`` is a lazy target returning a tokenizer
+    for models that have no hub tokenizer. ``random_seed`` seeds weights built from the config.
+    ``embedded`` marks models built in-process with no download (the tiny models). ``run_defaults``
+    overrides the protocol's run defaults for this model (e.g. fewer steps for a tiny model); a config
+    file and command-line flags override them in turn.
+    """
+
+    kind: ClassVar[str] = "model"
+    config: str = ""
+    hub_id: str | None = None
+    tokenizer: str | None = None
+    random_seed: int = 0
+    embedded: bool = False
+    run_defaults: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_target("model", self.name, "config", self.config)
+        _check_target("model", self.name, "tokenizer", self.tokenizer, required=False)
+        if self.hub_id is None and self.tokenizer is None:
+            raise PluginSpecError(f"model '{self.name}': give a hub_id or a tokenizer target")
+
+
+@dataclass(frozen=True)
+class CompanionSpec(ComponentSpec):
+    """A text stream mixed with the primary code stream during fine-tuning.
+
+    ``documents`` is a lazy target ``f(seed: int, offline: bool) -> Iterator[str]`` yielding documents.
+    ``dataset`` names the public dataset used for real runs (id, config, split, text field, licence).
+    """
+
+    kind: ClassVar[str] = "companion"
+    documents: str = ""
+    dataset: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    offline_source: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_target("companion", self.name, "documents", self.documents)
+
+
+@dataclass(frozen=True)
+class ProbeSetSpec(ComponentSpec):
+    """A labelled probe set. ``probes`` is a lazy target ``f() -> list[Probe]``."""
+
+    kind: ClassVar[str] = "probe_set"
+    probes: str = ""
+    concepts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_target("probe set", self.name, "probes", self.probes)
+
+
+@dataclass(frozen=True)
+class MetricSpec(ComponentSpec):
+    """A geometry metric. ``compute`` is a lazy target ``f(analysis: GeometryAnalysis) -> dict``.
+
+    ``keys`` lists the record keys the metric writes (checked when it runs); ``needs_base`` marks metrics
+    that compare against the base model's activations (skipped when none are available).
+    """
+
+    kind: ClassVar[str] = "metric"
+    compute: str = ""
+    keys: tuple[str, ...] = ()
+    needs_base: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_target("metric", self.name, "compute", self.compute)
+        if not self.keys:
+            raise PluginSpecError(f"metric '{self.name}': keys must list the record keys it writes")
+
+
+@dataclass(frozen=True)
+class ExperimentSpec(ComponentSpec):
+    """An experiment: launches the runs it needs and builds its tables. ``run`` is a lazy target."""
+
+    kind: ClassVar[str] = "experiment"
+    run: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_target("experiment", self.name, "run", self.run)
+
+
+SPEC_TYPES: dict[str, type[ComponentSpec]] = {
+    spec.kind: spec for spec in (FamilySpec, ModelSpec, CompanionSpec, ProbeSetSpec, MetricSpec, ExperimentSpec)
+}

@@ -1,0 +1,1 @@
+"""The built-in plugins of ent. Each subpackage registers through the same hooks as a third party."""

@@ -1,0 +1,25 @@
+"""Built-in model plugins. The embedded tiny models are registered here; real checkpoints beside them."""
+
+from collections.abc import Callable
+
+from ent_harness.hookspecs import hookimpl
+from ent_harness.specs import ModelSpec
+
+# A tiny run is a demo of the whole protocol in about a minute on two CPU cores.
+TINY_RUN_DEFAULTS = {"steps": 200, "diag_every": 50, "seq_len": 128, "batch_size": 4, "warmup_steps": 10}
+
+
+@hookimpl
+def register_models(register: Callable[[ModelSpec], None]) -> None:
+    for family in ("qwen2", "llama", "mistral"):
+        register(
+            ModelSpec(
+                name=f"tiny-{family}",
+                description=f"embedded {family} architecture at toy size (4 layers, width 128), random weights",
+                config=f"ent_plugins.models.tiny:{family}_config",
+                tokenizer="ent_plugins.models.byte_tokenizer:build_byte_tokenizer",
+                random_seed=1234,
+                embedded=True,
+                run_defaults=TINY_RUN_DEFAULTS,
+            )
+        )
