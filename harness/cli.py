@@ -127,8 +127,9 @@ def _run_with_progress(config: Any, registry: Any, run_dir: Path, force: bool) -
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .run import execute_run
+    from .run import execute_run, prepare_run
 
+    prepared = prepare_run(config, registry, run_dir, force)
     console = Console(stderr=True)
     console.print(f"[bold]ent run[/bold] {config.model} + {config.companion}, seed {config.seed} -> {run_dir}")
     with Progress(
@@ -154,7 +155,7 @@ def _run_with_progress(config: Any, registry: Any, run_dir: Path, force: bool) -
                 ei=f"{ei:.3f}" if isinstance(ei, float) else "—",
             )
 
-        record = execute_run(config, registry, run_dir, force=force, on_progress=on_progress)
+        record = execute_run(prepared, on_progress=on_progress)
     console.print(f"status: [bold]{record['status']}[/bold]; report: {run_dir / 'report.md'}")
     if record["status"] != "finished":
         sys.exit(1)

@@ -15,29 +15,57 @@ import numpy as np
 
 
 class PackedSequences:
-    """Endless fixed-length token sequences from a document iterator (documents joined with EOS)."""
+    """Endless fixed-length token sequences from a document iterator (documents joined with EOS).
 
-    def __init__(self, documents: Iterator[str], tokenizer: Any, seq_len: int) -> None:
+    Long documents are tokenised in pieces of at most ``piece_chars`` characters (split at line ends), so
+    a single large file never stalls the stream; the token buffer is consumed by an offset, not copied.
+    """
+
+    def __init__(self, documents: Iterator[str], tokenizer: Any, seq_len: int, piece_chars: int = 16_384) -> None:
         self.documents = documents
         self.tokenizer = tokenizer
         self.seq_len = seq_len
+        self.piece_chars = piece_chars
         self.eos_id = tokenizer.eos_token_id
         self.buffer: list[int] = []
+        self.offset = 0
+        self.pieces: list[str] = []
         self.documents_read = 0
 
     def __iter__(self) -> PackedSequences:
         return self
 
-    def __next__(self) -> list[int]:
-        while len(self.buffer) < self.seq_len:
-            try:
-                document = next(self.documents)
-            except StopIteration:
-                raise StopIteration from None
+    def _split(self, document: str) -> list[str]:
+        pieces: list[str] = []
+        start = 0
+        while start < len(document):
+            end = min(len(document), start + self.piece_chars)
+            if end < len(document):
+                newline = document.rfind("\n", start, end)
+                end = newline + 1 if newline > start else end
+            pieces.append(document[start:end])
+            start = end
+        return pieces
+
+    def _refill(self) -> None:
+        if not self.pieces:
+            document = next(self.documents)  # StopIteration ends a finite stream
             self.documents_read += 1
-            self.buffer.extend(self.tokenizer(document, add_special_tokens=False)["input_ids"])
+            self.pieces = self._split(document) or [""]
+            self.pieces.reverse()
+        piece = self.pieces.pop()
+        if self.offset:
+            del self.buffer[: self.offset]
+            self.offset = 0
+        self.buffer.extend(self.tokenizer(piece, add_special_tokens=False)["input_ids"])
+        if not self.pieces:
             self.buffer.append(self.eos_id)
-        sequence, self.buffer = self.buffer[: self.seq_len], self.buffer[self.seq_len :]
+
+    def __next__(self) -> list[int]:
+        while len(self.buffer) - self.offset < self.seq_len:
+            self._refill()
+        sequence = self.buffer[self.offset : self.offset + self.seq_len]
+        self.offset += self.seq_len
         return sequence
 
 

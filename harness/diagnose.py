@@ -38,27 +38,24 @@ def diagnose_activations(activations_path: str, probes_path: str, seed: int = 0,
     base = None
     if base_activations_path:
         base = check_activations(load_activation_file(base_activations_path), len(probes), str(base_activations_path))
-    result = run_metric_suite(registry or get_registry(), activations, probe_labels(probes), seed, base)
+    result = run_metric_suite(registry or get_registry(), activations, probe_labels(probes), seed, base,
+                              probe_ids=[p.id for p in probes])
     result["n_probes"], result["dim"] = activations.shape
     return result
 
 
 def diagnose_model(registry: Registry, model_name: str, adapter: str | None, probes_name: str, seed: int,
                    quantize: str) -> dict[str, Any]:
-    from .modeling import load_model, terminal_activations
+    from .modeling import load_adapter, load_model, terminal_activations
     from .run import load_probes
 
     spec = registry.get("model", model_name)
     probes, source = load_probes(registry, probes_name)
     loaded = load_model(spec, registry, quantize)
     if adapter:
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise EntError(f"'{adapter}' is not a saved adapter folder", "point --adapter at RUN_DIR/adapters/step-N")
-        from peft import PeftModel
-
-        loaded.model = PeftModel.from_pretrained(loaded.model, adapter)
+        load_adapter(loaded, adapter)
     activations = terminal_activations(loaded, [p.text or "" for p in probes])
-    result = run_metric_suite(registry, activations, probe_labels(probes), seed)
+    result = run_metric_suite(registry, activations, probe_labels(probes), seed, probe_ids=[p.id for p in probes])
     result.update({"model": model_name, "adapter": adapter, "probes": source, "quantization": loaded.quantization})
     return result
 

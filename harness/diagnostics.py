@@ -18,11 +18,16 @@ def run_metric_suite(
     seed: int = 0,
     base_activations: np.ndarray | None = None,
     metrics: list[MetricSpec] | None = None,
+    probe_ids: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One diagnostic record: every metric's keys plus ``flags`` (problems of the design or geometry)."""
+    """One diagnostic record: every metric's keys plus ``flags`` (problems of the design or geometry).
+
+    ``probe_ids`` fix the canonical order of probes inside a factorial cell, so the held-out splits (and EI)
+    do not depend on the order of the rows.
+    """
     from .geometry import ConceptLabels, GeometryAnalysis, GeometryConfig
 
-    concept_labels = ConceptLabels.from_mappings(labels)
+    concept_labels = ConceptLabels.from_mappings(labels, probe_keys=probe_ids)
     analysis = GeometryAnalysis(
         activations, concept_labels, config=GeometryConfig(seed=seed), base_X=base_activations
     )

@@ -22,7 +22,9 @@ class EntError(Exception):
 
     def one_line(self) -> str:
         text = self.message.rstrip(".")
-        return f"{text}. {self.fix}" if self.fix else f"{text}."
+        if not self.fix:
+            return f"{text}."
+        return f"{text}. {self.fix[0].upper()}{self.fix[1:]}"
 
 
 class UnknownComponentError(EntError):

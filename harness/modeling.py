@@ -152,7 +152,10 @@ def load_model(spec: ModelSpec, registry: Registry, quantize: str = "auto", devi
         raise EntError(f"Could not load weights for '{spec.name}' from {source} ({str(exc).splitlines()[0]})") from None
     if quantization == "none":
         model.to(torch_device)
+    model = _prepare_base(model, quantization)
     tokenizer = _load_tokenizer(spec, family)
+    if quantization == "nf4":
+        _pin_4bit_layers(model)
     return LoadedModel(model, tokenizer, spec, family, quantization, torch_device, weights_source)
 
 
@@ -171,15 +174,52 @@ def _load_tokenizer(spec: ModelSpec, family: FamilySpec) -> Any:
     return tokenizer
 
 
+def _pin_4bit_layers(model: Any) -> int:
+    """Fix the state bitsandbytes' ``Linear4bit`` would otherwise set on its first forward call.
+
+    Left alone, a ``Linear4bit`` takes its compute dtype from the first input it sees (float32 after PEFT's
+    k-bit preparation, so not the bf16 of QLoRA) and, on CPUs with AVX-512 bf16, repacks its weight for
+    inference the first time it runs without gradients (a different kernel from training's). Either makes
+    activations depend on what ran first. Here every 4-bit layer computes in bf16 and keeps one weight
+    layout, for training, diagnostics and adapter reloads alike. Returns the number of layers pinned.
+    """
+    import torch
+    from bitsandbytes.nn import Linear4bit
+
+    pinned = 0
+    for module in model.modules():
+        if isinstance(module, Linear4bit):
+            module.compute_dtype = torch.bfloat16
+            module.compute_type_is_set = True
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
+            pinned += 1
+    return pinned
+
+
+def _prepare_base(model: Any, quantization: str) -> Any:
+    """Put a freshly loaded base model in the numerical state LoRA training uses, before any forward pass.
+
+    Base weights frozen; for a 4-bit base, PEFT's ``prepare_model_for_kbit_training`` (norms and embeddings in
+    float32). Every path (training, ``ent diagnose --model``, adapter reloads) gets the model from
+    :func:`load_model` in this state, so a reloaded adapter gives exactly the activations the run measured.
+    """
+    if quantization == "nf4":
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
+
+
 def attach_lora(loaded: LoadedModel, r: int, alpha: int, dropout: float, targets: tuple[str, ...] | None,
                 gradient_checkpointing: bool = False) -> Any:
     """Wrap the model with PEFT LoRA adapters on the family's target modules (all seven linears)."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, get_peft_model
 
     model = loaded.model
-    if loaded.quantization == "nf4":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    elif gradient_checkpointing:
+    if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     lora = LoraConfig(
@@ -193,6 +233,17 @@ def attach_lora(loaded: LoadedModel, r: int, alpha: int, dropout: float, targets
     peft_model = get_peft_model(model, lora)
     loaded.model = peft_model
     return peft_model
+
+
+def load_adapter(loaded: LoadedModel, folder: str | Path, trainable: bool = False) -> Any:
+    """Apply a saved PEFT adapter (``adapters/step-N``) to a freshly loaded base model."""
+    from peft import PeftModel
+
+    folder = Path(folder)
+    if not (folder / "adapter_config.json").is_file():
+        raise EntError(f"'{folder}' is not a saved adapter folder", "point at RUN_DIR/adapters/step-N")
+    loaded.model = PeftModel.from_pretrained(loaded.model, str(folder), is_trainable=trainable)
+    return loaded.model
 
 
 def _module_at(root: Any, path: str) -> Any:

@@ -82,52 +82,61 @@ def _lr_at(step: int, config: RunConfig) -> float:
     return config.lr
 
 
-def execute_run(
-    config: RunConfig,
-    registry: Registry,
-    run_dir: Path,
-    force: bool = False,
-    on_progress: ProgressCallback | None = None,
-) -> dict[str, Any]:
-    """Run the whole protocol; returns the final run record (also written to run.json)."""
+@dataclass
+class PreparedRun:
+    """Everything checked before any heavy work starts: a bad name or directory fails here, in a second."""
+
+    ctx: RunContext
+    model_spec: Any
+    primary_spec: Any
+    companion_spec: Any
+    probes: list[Probe]
+    metric_specs: list[Any]
+
+
+def prepare_run(config: RunConfig, registry: Registry, run_dir: Path, force: bool = False) -> PreparedRun:
+    """Resolve every component, validate the probes, create the run directory and write run.json."""
     model_spec = registry.get("model", config.model)
     primary_spec = registry.get("companion", config.primary)
     companion_spec = registry.get("companion", config.companion)
     probes, probe_source = load_probes(registry, config.probes)
     metric_specs = registry.all("metric")
     prepare_run_dir(run_dir, force)
-    ctx = RunContext(
-        config,
-        run_dir,
-        registry,
-        {
-            "model": config.model,
-            "companion": config.companion,
-            "seed": config.seed,
-            "status": "starting",
-            "config": config.to_record(),
-            "versions": package_versions(),
-            "host": platform.node(),
-            "started": _now(),
-            "probe_source": probe_source,
-            "n_probes": len(probes),
-            "data_sources": {
-                "primary": {"name": primary_spec.name, "source": f"offline:{primary_spec.offline_source}"},
-                "companion": {"name": companion_spec.name, "source": f"offline:{companion_spec.offline_source}"},
-            },
-            "metrics": [f"{m.name} ({m.distribution})" for m in metric_specs],
-            "events": [],
+    record = {
+        "model": config.model,
+        "companion": config.companion,
+        "seed": config.seed,
+        "status": "starting",
+        "config": config.to_record(),
+        "versions": package_versions(),
+        "host": platform.node(),
+        "started": _now(),
+        "probe_source": probe_source,
+        "n_probes": len(probes),
+        "data_sources": {
+            "primary": {"name": primary_spec.name, "source": f"offline:{primary_spec.offline_source}"},
+            "companion": {"name": companion_spec.name, "source": f"offline:{companion_spec.offline_source}"},
         },
-    )
+        "metrics": [f"{m.name} ({m.distribution})" for m in metric_specs],
+        "events": [],
+    }
+    ctx = RunContext(config, run_dir, registry, record)
     ctx.save_record()
+    return PreparedRun(ctx, model_spec, primary_spec, companion_spec, probes, metric_specs)
+
+
+def execute_run(prepared: PreparedRun, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Run the whole protocol; returns the final run record (also written to run.json)."""
+    ctx = prepared.ctx
     try:
-        return _train(ctx, model_spec, primary_spec, companion_spec, probes, metric_specs, on_progress)
+        return _train(ctx, prepared.model_spec, prepared.primary_spec, prepared.companion_spec, prepared.probes,
+                      prepared.metric_specs, on_progress)
     except BaseException as exc:
         ctx.record["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         ctx.record["error"] = f"{type(exc).__name__}: {exc}"
         ctx.record["finished"] = _now()
         ctx.save_record()
-        write_run_report(run_dir, ctx.record)
+        write_run_report(ctx.run_dir, ctx.record)
         raise
 
 
@@ -163,6 +172,7 @@ def _train(ctx: RunContext, model_spec: Any, primary_spec: Any, companion_spec: 
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     texts = [p.text or "" for p in probes]
     labels = probe_labels(probes)
+    probe_ids = [p.id for p in probes]
     schedule = diagnostic_steps(config.steps, config.diag_every)
     autocast_dtype = torch.bfloat16
     device_type = loaded.device.type
@@ -178,7 +188,8 @@ def _train(ctx: RunContext, model_spec: Any, primary_spec: Any, companion_spec: 
         activations = terminal_activations(loaded, texts, config.probe_batch_size, config.probe_max_tokens)
         if base_activations is None:
             base_activations = activations
-        metrics = run_metric_suite(ctx.registry, activations, labels, config.metrics_seed, base_activations, metric_specs)
+        metrics = run_metric_suite(ctx.registry, activations, labels, config.metrics_seed, base_activations, metric_specs,
+                                   probe_ids)
         record: dict[str, Any] = {"step": step, **metrics}
         record.update(
             {

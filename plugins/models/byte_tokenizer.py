@@ -24,7 +24,7 @@ def build_byte_tokenizer() -> Any:
     vocab[EOS_TOKEN] = EOS_ID
     vocab[PAD_TOKEN] = PAD_ID
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, model_max_length=1 << 20
