@@ -30,7 +30,6 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
-
 from ent_harness.geometry import GeometryAnalysis, GeometryConfig, factorial_labels, synthetic_activations  # noqa: E402
 from ent_harness.specs import resolve_target  # noqa: E402
 from ent_plugins.metrics import builtin_metric_specs  # noqa: E402

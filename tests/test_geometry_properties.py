@@ -12,7 +12,6 @@ import os
 
 import numpy as np
 import pytest
-
 from ent_harness.geometry import (
     GeometryAnalysis,
     GeometryConfig,
@@ -173,9 +172,9 @@ def test_9_4_invariance(structure):
     assert np.isclose(scaled.margin, c**2 * base.margin, rtol=1e-6), f"{tag}, scale {c}"
     assert np.allclose(scaled.sigma, c**2 * base.sigma, rtol=1e-6, atol=0), f"{tag}, scale {c}"
     # random orthogonal rotation of the feature space
-    O, R = np.linalg.qr(rng.standard_normal((D, D)))
-    O = O * np.sign(np.diag(R))
-    rotated = GeometryAnalysis(X @ O, labels, config)
+    rot, R = np.linalg.qr(rng.standard_normal((D, D)))
+    rot = rot * np.sign(np.diag(R))
+    rotated = GeometryAnalysis(X @ rot, labels, config)
     _assert_same(ref, _invariants(rotated), f"{tag}, rotation")
     assert np.isclose(rotated.margin, base.margin, rtol=1e-6)
     # probes reordered together with their labels (probe keys move with the rows: docs/metrics.md)

@@ -12,18 +12,16 @@ import os
 
 import numpy as np
 import pytest
-
 from ent_harness.geometry import (
     ConceptLabels,
-    additive_decomposition,
-    class_variance,
     GeometryAnalysis,
     GeometryConfig,
+    additive_decomposition,
     centred_gram,
+    class_variance,
     cross_domain_battery,
     damage_from_estimate,
     factorial_labels,
-    fit_ridge,
     linear_cka,
     loo_predictions,
     run_suite,
@@ -356,8 +354,8 @@ def test_cka():
     X = rng.standard_normal((60, 40)) + 3.0
     K = centred_gram(X)
     assert np.isclose(linear_cka(K, K), 1.0, atol=1e-12)
-    O = np.linalg.qr(rng.standard_normal((40, 40)))[0]
-    assert np.isclose(linear_cka(K, centred_gram(2.5 * X @ O)), 1.0, atol=1e-10)
+    rot = np.linalg.qr(rng.standard_normal((40, 40)))[0]
+    assert np.isclose(linear_cka(K, centred_gram(2.5 * X @ rot)), 1.0, atol=1e-10)
     Y = rng.standard_normal((60, 40))
     value = linear_cka(K, centred_gram(Y))
     assert 0 < value < 0.9
@@ -403,8 +401,8 @@ EXPECTED_METRICS = {
 
 
 def test_metric_plugins_register_and_return_their_keys():
-    from ent_plugins.metrics import register_metrics
     from ent_harness.specs import resolve_target
+    from ent_plugins.metrics import register_metrics
 
     specs = []
     register_metrics(specs.append)

@@ -39,6 +39,16 @@ def test_tiny_run_writes_a_complete_run_directory(tmp_path) -> None:
     assert "EI trajectory" in report and "ei_trajectory.png" in report
     assert (out / "ei_trajectory.png").stat().st_size > 5000
 
+    # `ent diagnose` on the saved adapter reproduces the run's own record of that step
+    again = run_ent("diagnose", "--model", "tiny-qwen2", "--adapter", str(out / "adapters" / "step-24"), "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    rediagnosed = json.loads(again.stdout)
+    recorded = diagnostics[-1]
+    for key in ("ei", "ei_sd", "v_purity", "margin_normalized", "ei_null", "cross_damage"):
+        assert rediagnosed[key] == pytest.approx(recorded[key], rel=1e-6, abs=1e-9), key
+    np.testing.assert_allclose(rediagnosed["spectrum"], recorded["spectrum"], rtol=1e-6)
+    assert rediagnosed["accuracy"] == recorded["accuracy"]
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["tiny-qwen2", "tiny-llama", "tiny-mistral"])

@@ -28,8 +28,8 @@ from .heldout import (
 from .labels import ConceptLabels
 from .ridge import (
     RidgeFit,
-    class_variance,
     centred_gram,
+    class_variance,
     double_centre,
     fit_ridge,
     loo_predictions,

@@ -32,11 +32,11 @@ def _principal_basis(G: np.ndarray, idx: np.ndarray, q: int) -> np.ndarray:
     """Coefficients C (n_c x q_c) with U = Xc_c^T C the top principal directions of the class's own
     centred activations (orthonormal columns): C = P_top / sqrt(l_top) from the class's centred Gram."""
     K = double_centre(G[np.ix_(idx, idx)])
-    l, P = np.linalg.eigh(K)
-    l, P = l[::-1], P[:, ::-1]
-    floor = K.shape[0] * np.finfo(np.float64).eps * max(float(l[0]), 0.0) if l.size else 0.0
-    keep = min(q, int(np.count_nonzero(l > floor)), max(idx.size - 1, 0))
-    return P[:, :keep] / np.sqrt(l[:keep])
+    evals, P = np.linalg.eigh(K)
+    evals, P = evals[::-1], P[:, ::-1]
+    floor = K.shape[0] * np.finfo(np.float64).eps * max(float(evals[0]), 0.0) if evals.size else 0.0
+    keep = min(q, int(np.count_nonzero(evals > floor)), max(idx.size - 1, 0))
+    return P[:, :keep] / np.sqrt(evals[:keep])
 
 
 def binary_loo_accuracy(G: np.ndarray, idx_a: np.ndarray, idx_b: np.ndarray, ridge_alpha: float) -> float:
