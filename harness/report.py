@@ -30,8 +30,8 @@ def plot_ei(records: list[dict[str, Any]], path: Path, title: str) -> None:
     sd = [r.get("ei_sd") if r.get("ei_sd") is not None else 0.0 for r in records]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     ax.plot(steps, ei, marker="o", color="tab:blue", label="EI (mean over held-out splits)")
-    ax.fill_between(steps, [e - s for e, s in zip(ei, sd)], [e + s for e, s in zip(ei, sd)],
-                    color="tab:blue", alpha=0.2, label="± 1 SD over splits")
+    ax.fill_between(steps, [max(0.0, e - s) for e, s in zip(ei, sd)], [e + s for e, s in zip(ei, sd)],
+                    color="tab:blue", alpha=0.2, label="± 1 SD over splits (EI ≥ 0)")
     null = [r.get("ei_null") for r in records]
     if any(v is not None for v in null):
         ax.plot(steps, [v if v is not None else math.nan for v in null], ls="--", color="grey",
@@ -77,6 +77,10 @@ def write_run_report(run_dir: Path, run_record: dict[str, Any]) -> Path:
                    r.get("sv_ratio"), r.get("margin_normalized")]
             row += [(r.get("accuracy") or {}).get(c) for c in concepts] + [r.get("train_loss")]
             lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+        flags = records[-1].get("flags") or []
+        if flags:
+            lines += ["", f"## Flags at step {records[-1]['step']}", ""]
+            lines += [f"- {f.get('message', f) if isinstance(f, dict) else f}" for f in flags]
     else:
         lines.append("No diagnostic records yet.")
     events = run_record.get("events") or []

@@ -24,6 +24,18 @@ LEVELS, PER_CELL, D, NOISE = (4, 2, 4), 8, 256, 0.003
 D_J = np.array([3, 1, 3])
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Small matrices: BLAS threads only add overhead, and oversubscribe a busy 2-core machine (6x slower)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1):
+        yield
+
+
 def _fresh_seeds(count: int) -> list[int]:
     env = os.environ.get("ENT_GEOMETRY_SEEDS")
     if env:

@@ -31,6 +31,18 @@ from ent_harness.geometry import (
 from ent_harness.geometry.heldout import HeldoutEstimate
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Small matrices: BLAS threads only add overhead, and oversubscribe a busy 2-core machine (6x slower)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1):
+        yield
+
+
 def _fresh_seeds(count: int) -> list[int]:
     env = os.environ.get("ENT_GEOMETRY_SEEDS")
     if env:

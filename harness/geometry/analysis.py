@@ -278,7 +278,8 @@ class GeometryAnalysis:
                 "unbalanced_design",
                 f"unbalanced design: cell counts range from {int(nonempty.min())} to {int(nonempty.max())}"
                 + (f", {empty} of {counts.size} factorial cells are empty" if empty else "")
-                + "; sigma is then not additive over concepts and EI's F tests are approximate",
+                + "; the in-sample sigma matrix is marginal (not additive over concepts), and the held-out "
+                "tests use the additive model's partial sums of squares (docs/metrics.md)",
             ))
         if labels.design_rank < labels.r:
             out.append(_flag(
