@@ -85,12 +85,10 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
     Console().print(table)
 
 
-RUN_FLAG_NAMES = ("model", "companion", "steps", "diag_every", "seed", "probes", "companion_share", "seq_len",
-                  "batch_size", "lr", "quantize", "device", "offline")
-
-
 @cli.command("run")
 @click.option("--model", help="Model plugin name (see `ent list-plugins --kind model`).")
+@click.option("--model-path", type=click.Path(file_okay=False), help="Load the weights from this local checkout.")
+@click.option("--random-weights", is_flag=True, default=None, help="Use a seeded shape twin (random weights, no download).")
 @click.option("--companion", help="Companion stream mixed with code: nl, math, none, ... (default nl).")
 @click.option("--steps", type=int, help="Training steps (default 5000; tiny models 200).")
 @click.option("--diag-every", type=int, help="Diagnostics every K steps, plus step 0 and the last step.")
@@ -165,13 +163,16 @@ def _run_with_progress(config: Any, registry: Any, run_dir: Path, force: bool) -
 @click.option("--activations", type=click.Path(), help="An n x d .npy file (or .npz with key X).")
 @click.option("--probes", help="Probes JSONL (with --activations: one line per row) or a probe-set name.")
 @click.option("--model", help="Model plugin to extract activations from (instead of --activations).")
+@click.option("--model-path", type=click.Path(file_okay=False), help="Load the weights from this local checkout.")
+@click.option("--random-weights", is_flag=True, help="Use a seeded shape twin (random weights, no download).")
 @click.option("--adapter", type=click.Path(), help="A saved adapter folder (adapters/step-N) to apply to --model.")
 @click.option("--base-activations", type=click.Path(), help="Base-model activations for CKA drift (.npy/.npz).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the held-out splits and null baseline.")
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "none"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def diagnose_command(activations: str | None, probes: str | None, model: str | None, adapter: str | None,
-                     base_activations: str | None, seed: int, quantize: str, as_json: bool) -> None:
+def diagnose_command(activations: str | None, probes: str | None, model: str | None, model_path: str | None,
+                     random_weights: bool, adapter: str | None, base_activations: str | None, seed: int,
+                     quantize: str, as_json: bool) -> None:
     """Run the whole metric suite on activations you bring, or on a model (and adapter) without training."""
     from .diagnose import diagnose_activations, diagnose_model, print_summary
 
@@ -182,7 +183,8 @@ def diagnose_command(activations: str | None, probes: str | None, model: str | N
             raise EntError("--activations needs --probes PROBES.jsonl", "give the labels of each row")
         result = diagnose_activations(activations, probes, seed, base_activations)
     elif model:
-        result = diagnose_model(_registry(), model, adapter, probes or "factorial-v1", seed, quantize)
+        result = diagnose_model(_registry(), model, adapter, probes or "factorial-v1", seed, quantize,
+                                model_path, random_weights)
     else:
         raise EntError("Nothing to diagnose", "pass --activations ACTS --probes PROBES.jsonl, or --model NAME")
     from .rundir import to_jsonable

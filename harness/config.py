@@ -23,6 +23,8 @@ class RunConfig:
     """Every setting of a run. Defaults are the paper's B-protocol (../shared/spec/protocol.md)."""
 
     model: str
+    model_path: str | None = None
+    random_weights: bool = False
     companion: str = "nl"
     primary: str = "code"
     probes: str = "factorial-v1"

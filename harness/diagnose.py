@@ -45,13 +45,13 @@ def diagnose_activations(activations_path: str, probes_path: str, seed: int = 0,
 
 
 def diagnose_model(registry: Registry, model_name: str, adapter: str | None, probes_name: str, seed: int,
-                   quantize: str) -> dict[str, Any]:
+                   quantize: str, model_path: str | None = None, random_weights: bool = False) -> dict[str, Any]:
     from .modeling import load_adapter, load_model, terminal_activations
     from .run import load_probes
 
     spec = registry.get("model", model_name)
     probes, source = load_probes(registry, probes_name)
-    loaded = load_model(spec, registry, quantize)
+    loaded = load_model(spec, registry, quantize, model_path=model_path, random_weights=random_weights)
     if adapter:
         load_adapter(loaded, adapter)
     activations = terminal_activations(loaded, [p.text or "" for p in probes])

@@ -127,8 +127,13 @@ def _random_weight_checkpoint(spec: ModelSpec, config: dict[str, Any]) -> Path:
     return target
 
 
-def load_model(spec: ModelSpec, registry: Registry, quantize: str = "auto", device: str = "auto") -> LoadedModel:
-    """Load a model plugin's base model (4-bit NF4 where bitsandbytes allows, bf16 otherwise)."""
+def load_model(spec: ModelSpec, registry: Registry, quantize: str = "auto", device: str = "auto",
+               model_path: str | None = None, random_weights: bool = False) -> LoadedModel:
+    """Load a model plugin's base model (4-bit NF4 where bitsandbytes allows, bf16 otherwise).
+
+    Weights come from the hub id, from ``model_path`` (a local checkout), or, with ``random_weights``, from
+    a seeded "shape twin" built from the plugin's config; embedded models always use random weights.
+    """
     quiet_libraries()
     import torch
     from transformers import AutoModelForCausalLM

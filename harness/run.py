@@ -147,7 +147,8 @@ def _train(ctx: RunContext, model_spec: Any, primary_spec: Any, companion_spec: 
     config = ctx.config
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % (2**32))
-    loaded: LoadedModel = load_model(model_spec, ctx.registry, config.quantize, config.device)
+    loaded: LoadedModel = load_model(model_spec, ctx.registry, config.quantize, config.device,
+                                     config.model_path, config.random_weights)
     model = attach_lora(loaded, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
     ctx.record.update(
         {
