@@ -92,6 +92,8 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 @click.option("--companion", help="Companion stream mixed with code: nl, math, none, ... (default nl).")
 @click.option("--steps", type=int, help="Training steps (default 5000; tiny models 200).")
 @click.option("--diag-every", type=int, help="Diagnostics every K steps, plus step 0 and the last step.")
+@click.option("--diag-window", "diag_windows", multiple=True, metavar="START:END:EVERY",
+              help="A denser diagnostic window, e.g. 1500:3500:100 (repeatable).")
 @click.option("--seed", type=int, help="Seed of data order, LoRA init and dropout (default 0).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/MODEL-COMPANION-sSEED).")
 @click.option("--config", "config_file", type=click.Path(), help="TOML file of settings (flags override it).")
@@ -99,16 +101,40 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 @click.option("--companion-share", type=float, help="Share of companion sequences (default 0.5).")
 @click.option("--seq-len", type=int, help="Tokens per packed training sequence.")
 @click.option("--batch-size", type=int, help="Sequences per micro-batch.")
+@click.option("--grad-accum", type=int, help="Micro-batches per optimiser step (default 1).")
 @click.option("--lr", type=float, help="Learning rate (default 1e-4).")
+@click.option("--warmup-steps", type=int, help="Linear warm-up steps (default 100).")
+@click.option("--optimizer", type=click.Choice(["auto", "adamw", "paged_adamw", "adamw8bit", "paged_adamw8bit"]),
+              help="auto: paged 32-bit AdamW on CUDA with bitsandbytes, torch AdamW otherwise.")
+@click.option("--gradient-checkpointing", type=click.Choice(["auto", "on", "off"]), help="auto: on for CUDA.")
+@click.option("--checkpoint-every", type=int, help="Also checkpoint every K steps (default: at diagnostic steps).")
+@click.option("--max-rollbacks", type=int, help="Non-finite rollbacks before stopping as diverged (default 3).")
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "none"]), help="4-bit NF4 base (auto: where bitsandbytes works).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
+@click.option("--init-adapter", metavar="RUN_DIR[:STEP]", help="Start from a saved adapter (reversibility runs).")
+@click.option("--inject-fault", "inject_faults", multiple=True, metavar="KIND@STEP",
+              help="nan-loss, nan-adapter, crash or write-fail at STEP (testing the guards; repeatable).")
+@click.option("--no-tensorboard", "tensorboard", flag_value=False, default=None, help="Write no TensorBoard events.")
 @click.option("--offline", is_flag=True, default=None, help="Use only offline data sources.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN_DIR",
+              help="Continue RUN_DIR from its last verified checkpoint (only --steps and --inject-fault may be added).")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty run directory.")
-def run_command(config_file: str | None, out: str | None, force: bool, **flags: Any) -> None:
+def run_command(config_file: str | None, out: str | None, force: bool, resume_dir: str | None, **flags: Any) -> None:
     """Fine-tune with QLoRA on code + a companion and record the geometry at every diagnostic step."""
     from .config import read_config_file, resolve_run_config
+    from .run import prepare_resume, prepare_run
 
     registry = _registry()
+    flags = {k: (tuple(v) if isinstance(v, tuple) and v else (None if v == () else v)) for k, v in flags.items()}
+    if resume_dir:
+        extra = sorted(k for k, v in flags.items() if v is not None and k not in ("steps", "inject_faults"))
+        if config_file or out or force or extra:
+            name = "--" + (extra[0] if extra else "config" if config_file else "out" if out else "force").replace("_", "-")
+            raise EntError(f"{name} cannot be combined with --resume", "a resumed run keeps its recorded settings; "
+                           "only --steps and --inject-fault may be given")
+        prepared = prepare_resume(Path(resume_dir), registry, flags.get("steps"), flags.get("inject_faults") or ())
+        _run_with_progress(prepared)
+        return
     file_values = read_config_file(config_file) if config_file else {}
     model_name = flags.get("model") or file_values.get("model")
     if not model_name:
@@ -118,18 +144,19 @@ def run_command(config_file: str | None, out: str | None, force: bool, **flags: 
     registry.get("companion", companion)
     config = resolve_run_config(dict(model_spec.run_defaults), file_values, {**flags, "out": out})
     run_dir = Path(config.out or f"runs/{config.model}-{config.companion}-s{config.seed}")
-    _run_with_progress(config, registry, run_dir, force)
+    _run_with_progress(prepare_run(config, registry, run_dir, force))
 
 
-def _run_with_progress(config: Any, registry: Any, run_dir: Path, force: bool) -> None:
+def _run_with_progress(prepared: Any) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .run import execute_run, prepare_run
+    from .run import execute_run
 
-    prepared = prepare_run(config, registry, run_dir, force)
+    config, run_dir = prepared.config, prepared.run_dir
     console = Console(stderr=True)
-    console.print(f"[bold]ent run[/bold] {config.model} + {config.companion}, seed {config.seed} -> {run_dir}")
+    verb = "resuming" if prepared.resume_from is not None or prepared.record.get("status") == "resuming" else "ent run"
+    console.print(f"[bold]{verb}[/bold] {config.model} + {config.companion}, seed {config.seed} -> {run_dir}")
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -145,13 +172,10 @@ def _run_with_progress(config: Any, registry: Any, run_dir: Path, force: bool) -
         def on_progress(step: int, values: dict[str, Any]) -> None:
             loss = values.get("train_loss")
             ei = values.get("ei")
-            progress.update(
-                task,
-                completed=step,
-                description="training",
-                loss=f"{loss:.3f}" if isinstance(loss, float) else "—",
-                ei=f"{ei:.3f}" if isinstance(ei, float) else "—",
-            )
+            fields: dict[str, Any] = {"loss": f"{loss:.3f}" if isinstance(loss, float) else "—"}
+            if "ei" in values:
+                fields["ei"] = f"{ei:.3f}" if isinstance(ei, float) else "—"
+            progress.update(task, completed=step, description="training", **fields)
 
         record = execute_run(prepared, on_progress=on_progress)
     console.print(f"status: [bold]{record['status']}[/bold]; report: {run_dir / 'report.md'}")

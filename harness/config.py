@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EntError
+from .faults import parse_faults
+from .schedule import parse_windows
 
 QUANT_MODES = ("auto", "nf4", "none")
 DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("auto", "adamw", "paged_adamw", "adamw8bit", "paged_adamw8bit")
+SWITCHES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class RunConfig:
     seed: int = 0
     steps: int = 5000
     diag_every: int = 500
+    diag_windows: tuple[str, ...] = ()
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = 2
     companion_share: float = 0.5
     seq_len: int = 1024
     batch_size: int = 4
@@ -40,6 +47,14 @@ class RunConfig:
     warmup_steps: int = 100
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
+    optimizer: str = "auto"
+    gradient_checkpointing: str = "auto"
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5
+    snapshot_every: int = 50
+    inject_faults: tuple[str, ...] = ()
+    init_adapter: str | None = None
+    tensorboard: bool = True
     lora_r: int = 64
     lora_alpha: int = 128
     lora_dropout: float = 0.05
@@ -71,13 +86,37 @@ class RunConfig:
             raise EntError(f"Invalid quantize {self.quantize!r}", f"choose one of {', '.join(QUANT_MODES)}")
         if self.device not in DEVICES:
             raise EntError(f"Invalid device {self.device!r}", f"choose one of {', '.join(DEVICES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise EntError(f"Invalid optimizer {self.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
+        if self.gradient_checkpointing not in SWITCHES:
+            raise EntError(f"Invalid gradient_checkpointing {self.gradient_checkpointing!r}", "choose auto, on or off")
+        for name in ("max_rollbacks", "keep_checkpoints", "snapshot_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "max_rollbacks" else 1):
+                raise EntError(f"Invalid {name} {value!r}", f"--{name.replace('_', '-')} takes a positive integer")
+        if self.checkpoint_every is not None and (not isinstance(self.checkpoint_every, int) or self.checkpoint_every <= 0):
+            raise EntError(f"Invalid checkpoint_every {self.checkpoint_every!r}", "give a positive integer")
+        if not 0.0 < float(self.rollback_lr_factor) <= 1.0:
+            raise EntError(f"Invalid rollback_lr_factor {self.rollback_lr_factor!r}", "give a factor in (0, 1]")
+        parse_windows(self.diag_windows)
+        parse_faults(self.inject_faults)
 
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)
         record["extra"] = dict(self.extra)
-        if self.lora_targets is not None:
-            record["lora_targets"] = list(self.lora_targets)
+        for name in ("lora_targets", "diag_windows", "inject_faults"):
+            if record[name] is not None:
+                record[name] = list(record[name])
         return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RunConfig:
+        """The config a run.json recorded (tuples restored)."""
+        values = {k: v for k, v in record.items() if k in FIELD_NAMES}
+        for name in ("lora_targets", "diag_windows", "inject_faults"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        return cls(**values)
 
 
 FIELD_NAMES = frozenset(f.name for f in fields(RunConfig))
@@ -99,7 +138,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         if name not in FIELD_NAMES or name == "extra":
             close = sorted(FIELD_NAMES - {"extra"})
             raise EntError(f"{path}: unknown setting '{key}'", f"known settings: {', '.join(close)}")
-        values[name] = tuple(value) if name == "lora_targets" else value
+        values[name] = tuple(value) if name in ("lora_targets", "diag_windows", "inject_faults") else value
     return values
 
 

@@ -241,13 +241,17 @@ def attach_lora(loaded: LoadedModel, r: int, alpha: int, dropout: float, targets
     return peft_model
 
 
-def load_adapter(loaded: LoadedModel, folder: str | Path, trainable: bool = False) -> Any:
+def load_adapter(loaded: LoadedModel, folder: str | Path, trainable: bool = False,
+                 gradient_checkpointing: bool = False) -> Any:
     """Apply a saved PEFT adapter (``adapters/step-N``) to a freshly loaded base model."""
     from peft import PeftModel
 
     folder = Path(folder)
     if not (folder / "adapter_config.json").is_file():
         raise EntError(f"'{folder}' is not a saved adapter folder", "point at RUN_DIR/adapters/step-N")
+    if gradient_checkpointing:
+        loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        loaded.model.enable_input_require_grads()
     loaded.model = PeftModel.from_pretrained(loaded.model, str(folder), is_trainable=trainable)
     return loaded.model
 

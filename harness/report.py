@@ -50,7 +50,7 @@ def plot_ei(records: list[dict[str, Any]], path: Path, title: str) -> None:
 
 def write_run_report(run_dir: Path, run_record: dict[str, Any]) -> Path:
     """Write report.md (trajectory table) and the EI plot; returns the report path."""
-    records = read_jsonl(run_dir / DIAGNOSTICS_FILE)
+    records = [r for r in read_jsonl(run_dir / DIAGNOSTICS_FILE) if "event" not in r]
     config = run_record.get("config", {})
     title = f"{config.get('model', '?')} + {config.get('companion', '?')}, seed {config.get('seed', '?')}"
     lines = [
@@ -60,6 +60,15 @@ def write_run_report(run_dir: Path, run_record: dict[str, Any]) -> Path:
         f"- quantisation: {run_record.get('quantization', '?')}; weights: {run_record.get('weights_source', '?')}",
         f"- steps: {config.get('steps', '?')}, diagnostics every {config.get('diag_every', '?')} steps, "
         f"companion share {config.get('companion_share', '?')}",
+    ]
+    parent = run_record.get("parent")
+    if parent:
+        lines.append(
+            f"- continued from the adapter of [{parent['run_dir']}]({parent['run_dir']}/report.md) at step "
+            f"{parent['step']} ({parent.get('model')} + {parent.get('companion')}, seed {parent.get('seed')}, "
+            f"EI there {_fmt(parent.get('ei_at_step'))})"
+        )
+    lines += [
         "",
         "## EI trajectory",
         "",

@@ -1,43 +1,35 @@
-"""`ent run`: the B-protocol at any scale, from a resolved RunConfig to a complete run directory."""
+"""`ent run`: the B-protocol at any scale, from a resolved RunConfig to a complete run directory.
+
+``prepare_run`` / ``prepare_resume`` check everything cheap first (names, probes, directories), so a mistake
+fails in a second; ``execute_run`` loads the model and hands over to :class:`~ent_harness.trainer.Trainer`.
+"""
 
 from __future__ import annotations
 
+import json
 import platform
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import __version__
+from .checkpoint import latest_valid_checkpoint
 from .config import RunConfig
 from .data import MixedBatches, PackedSequences
-from .diagnostics import run_metric_suite
-from .modeling import LoadedModel, attach_lora, load_model, terminal_activations
+from .errors import EntError, RunDirectoryError
+from .faults import FaultPlan
+from .modeling import attach_lora, load_adapter, load_model
 from .plugin_manager import Registry
-from .probes import Probe, probe_labels
+from .probes import Probe
 from .report import write_run_report
-from .rundir import (
-    DIAGNOSTICS_FILE,
-    RUN_FILE,
-    adapter_is_finite,
-    append_jsonl,
-    prepare_run_dir,
-    save_adapter,
-    write_json,
-)
+from .reporters import open_tensorboard
+from .rundir import DIAGNOSTICS_FILE, RUN_FILE, atomic_write_text, prepare_run_dir, read_jsonl, write_json
 from .specs import resolve_target
+from .trainer import ProgressCallback, Trainer
 
-ProgressCallback = Callable[[int, dict[str, Any]], None]
-
-
-def diagnostic_steps(steps: int, every: int) -> list[int]:
-    """Step 0 (the base model), every ``every`` steps, and the last step."""
-    return sorted({0, steps, *range(every, steps + 1, every)})
+__all__ = ["PreparedRun", "execute_run", "prepare_resume", "prepare_run", "resolve_init_adapter"]
 
 
 def package_versions() -> dict[str, str]:
@@ -60,49 +52,76 @@ def load_probes(registry: Registry, name_or_path: str) -> tuple[list[Probe], str
     return resolve_target(spec.probes)(), f"probe-set:{spec.name}"
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read_run_record(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        raise RunDirectoryError(f"'{run_dir}' holds no run.json", "point at a run directory written by `ent run`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def resolve_init_adapter(spec: str, model_name: str) -> dict[str, Any]:
+    """``RUN_DIR[:STEP]`` -> the parent adapter folder and what the child records about its parent."""
+    run_part, _, step_part = spec.rpartition(":") if ":" in spec and spec.rsplit(":", 1)[1].isdigit() else (spec, "", "")
+    parent_dir = Path(run_part)
+    parent = read_run_record(parent_dir)
+    if parent.get("model") != model_name:
+        raise EntError(f"--init-adapter run '{parent_dir}' trained model '{parent.get('model')}', not '{model_name}'",
+                       "continue an adapter on the model it was trained on")
+    records = [r for r in read_jsonl(parent_dir / DIAGNOSTICS_FILE) if "event" not in r and r.get("adapter")]
+    if step_part:
+        step = int(step_part)
+    elif records:
+        step = max(r["step"] for r in records)
+    else:
+        raise EntError(f"run '{parent_dir}' has no saved adapter", "give RUN_DIR:STEP of a saved step")
+    folder = parent_dir / "adapters" / f"step-{step}"
+    if not (folder / "adapter_config.json").is_file():
+        raise EntError(f"'{folder}' is not a saved adapter", "pick a step listed in the parent's diagnostics.jsonl")
+    parent_ei = next((r.get("ei") for r in records if r["step"] == step), None)
+    return {"run_dir": str(parent_dir.resolve()), "step": step, "adapter": str(folder.resolve()),
+            "model": parent.get("model"), "companion": parent.get("companion"), "seed": parent.get("seed"),
+            "ei_at_step": parent_ei}
+
+
 @dataclass
-class RunContext:
+class PreparedRun:
+    """Everything checked before heavy work starts."""
+
     config: RunConfig
     run_dir: Path
     registry: Registry
     record: dict[str, Any]
+    probes: list[Probe]
+    model_spec: Any
+    primary_spec: Any
+    companion_spec: Any
+    metric_specs: list[Any]
+    faults: FaultPlan
+    resume_from: Path | None = None
+    redo_diagnostic: bool = False
 
     def save_record(self) -> None:
         write_json(self.run_dir / RUN_FILE, self.record)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _lr_at(step: int, config: RunConfig) -> float:
-    """Linear warm-up to ``lr`` over ``warmup_steps``, then constant (the paper's schedule)."""
-    if config.warmup_steps and step <= config.warmup_steps:
-        return config.lr * step / config.warmup_steps
-    return config.lr
-
-
-@dataclass
-class PreparedRun:
-    """Everything checked before any heavy work starts: a bad name or directory fails here, in a second."""
-
-    ctx: RunContext
-    model_spec: Any
-    primary_spec: Any
-    companion_spec: Any
-    probes: list[Probe]
-    metric_specs: list[Any]
-
-
-def prepare_run(config: RunConfig, registry: Registry, run_dir: Path, force: bool = False) -> PreparedRun:
-    """Resolve every component, validate the probes, create the run directory and write run.json."""
+def _resolve_components(config: RunConfig, registry: Registry) -> tuple[Any, Any, Any, list[Probe], str, list[Any]]:
     model_spec = registry.get("model", config.model)
     primary_spec = registry.get("companion", config.primary)
     companion_spec = registry.get("companion", config.companion)
     probes, probe_source = load_probes(registry, config.probes)
-    metric_specs = registry.all("metric")
+    return model_spec, primary_spec, companion_spec, probes, probe_source, registry.all("metric")
+
+
+def prepare_run(config: RunConfig, registry: Registry, run_dir: Path, force: bool = False) -> PreparedRun:
+    """A new run: resolve every component, validate probes, create the directory, write run.json."""
+    model_spec, primary_spec, companion_spec, probes, probe_source, metric_specs = _resolve_components(config, registry)
+    parent = resolve_init_adapter(config.init_adapter, config.model) if config.init_adapter else None
     prepare_run_dir(run_dir, force)
-    record = {
+    record: dict[str, Any] = {
         "model": config.model,
         "companion": config.companion,
         "seed": config.seed,
@@ -118,135 +137,113 @@ def prepare_run(config: RunConfig, registry: Registry, run_dir: Path, force: boo
             "companion": {"name": companion_spec.name, "source": f"offline:{companion_spec.offline_source}"},
         },
         "metrics": [f"{m.name} ({m.distribution})" for m in metric_specs],
+        "parent": parent,
         "events": [],
     }
-    ctx = RunContext(config, run_dir, registry, record)
-    ctx.save_record()
-    return PreparedRun(ctx, model_spec, primary_spec, companion_spec, probes, metric_specs)
+    prepared = PreparedRun(config, run_dir, registry, record, probes, model_spec, primary_spec, companion_spec,
+                           metric_specs, FaultPlan.from_specs(config.inject_faults))
+    prepared.save_record()
+    return prepared
+
+
+def prepare_resume(run_dir: Path, registry: Registry, steps: int | None = None,
+                   inject_faults: tuple[str, ...] = ()) -> PreparedRun:
+    """Continue ``run_dir`` from its newest verified checkpoint (``--steps`` may extend the run)."""
+    record = read_run_record(run_dir)
+    config = RunConfig.from_record(record["config"])
+    config = replace(config, out=str(run_dir), inject_faults=tuple(inject_faults),
+                     steps=steps if steps is not None else config.steps)
+    if record.get("status") == "finished" and config.steps <= int(record.get("step", config.steps)):
+        raise RunDirectoryError(f"Run '{run_dir}' already finished at step {record.get('step')}",
+                                "pass --steps N with a larger N to continue it")
+    model_spec, primary_spec, companion_spec, probes, _, metric_specs = _resolve_components(config, registry)
+    checkpoint = latest_valid_checkpoint(run_dir)
+    resume_step = 0
+    if checkpoint is not None:
+        resume_step = int(json.loads((checkpoint / "trainer_state.json").read_text())["step"])
+    # drop what was recorded after the checkpoint: those steps are recomputed identically
+    kept = [r for r in read_jsonl(run_dir / DIAGNOSTICS_FILE) if r["step"] <= resume_step] if checkpoint else []
+    has_record = any(r["step"] == resume_step and "event" not in r for r in kept)
+    atomic_write_text(run_dir / DIAGNOSTICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
+    record.update({"status": "resuming", "config": config.to_record(), "resumed": _now()})
+    record["events"] = [e for e in record.get("events", []) if e.get("step", 0) <= resume_step]
+    return PreparedRun(config, run_dir, registry, record, probes, model_spec, primary_spec, companion_spec,
+                       metric_specs, FaultPlan.from_specs(config.inject_faults), resume_from=checkpoint,
+                       redo_diagnostic=checkpoint is not None and not has_record)
 
 
 def execute_run(prepared: PreparedRun, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Run the whole protocol; returns the final run record (also written to run.json)."""
-    ctx = prepared.ctx
+    """Run (or continue) the protocol; returns the final run record (also in run.json)."""
+    record = prepared.record
     try:
-        return _train(ctx, prepared.model_spec, prepared.primary_spec, prepared.companion_spec, prepared.probes,
-                      prepared.metric_specs, on_progress)
+        status = _train(prepared, on_progress)
     except BaseException as exc:
-        ctx.record["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        ctx.record["error"] = f"{type(exc).__name__}: {exc}"
-        ctx.record["finished"] = _now()
-        ctx.save_record()
-        write_run_report(ctx.run_dir, ctx.record)
+        record["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["finished"] = _now()
+        prepared.save_record()
+        write_run_report(prepared.run_dir, record)
         raise
+    record["status"] = status
+    record["finished"] = _now()
+    prepared.save_record()
+    write_run_report(prepared.run_dir, record)
+    return record
 
 
-def _train(ctx: RunContext, model_spec: Any, primary_spec: Any, companion_spec: Any, probes: list[Probe],
-           metric_specs: list[Any], on_progress: ProgressCallback | None) -> dict[str, Any]:
+def _train(prepared: PreparedRun, on_progress: ProgressCallback | None) -> str:
+    import numpy as np
     import torch
 
-    config = ctx.config
+    config, record = prepared.config, prepared.record
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % (2**32))
-    loaded: LoadedModel = load_model(model_spec, ctx.registry, config.quantize, config.device,
-                                     config.model_path, config.random_weights)
-    model = attach_lora(loaded, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
-    ctx.record.update(
-        {
-            "status": "running",
-            "quantization": loaded.quantization,
-            "weights_source": loaded.weights_source,
-            "device": str(loaded.device),
-            "family": loaded.family.name,
-            "lora_targets": list(config.lora_targets or loaded.family.lora_targets),
-            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        }
-    )
-    ctx.save_record()
-
-    documents = resolve_target(primary_spec.documents)(config.seed, config.offline)
-    companion_docs = resolve_target(companion_spec.documents)(config.seed + 1, config.offline)
-    primary = PackedSequences(iter(documents), loaded.tokenizer, config.seq_len)
-    companion = None if companion_spec.name == "none" else PackedSequences(iter(companion_docs), loaded.tokenizer, config.seq_len)
+    loaded = load_model(prepared.model_spec, prepared.registry, config.quantize, config.device, config.model_path,
+                        config.random_weights)
+    checkpointing = config.gradient_checkpointing == "on" or (
+        config.gradient_checkpointing == "auto" and loaded.device.type == "cuda")
+    if config.init_adapter:
+        parent = record["parent"] or resolve_init_adapter(config.init_adapter, config.model)
+        model = load_adapter(loaded, parent["adapter"], trainable=True, gradient_checkpointing=checkpointing)
+        lora = model.peft_config["default"]
+        record["lora"] = {"r": lora.r, "alpha": lora.lora_alpha, "source": "parent adapter"}
+    else:
+        model = attach_lora(loaded, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets,
+                            gradient_checkpointing=checkpointing)
+        record["lora"] = {"r": config.lora_r, "alpha": config.lora_alpha, "source": "new"}
+    record.update({
+        "status": "running",
+        "quantization": loaded.quantization,
+        "weights_source": loaded.weights_source,
+        "device": str(loaded.device),
+        "family": loaded.family.name,
+        "gradient_checkpointing": checkpointing,
+        "lora_targets": sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                                if hasattr(module, "lora_A") and name}),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    })
+    primary = PackedSequences(lambda: resolve_target(prepared.primary_spec.documents)(config.seed, config.offline),
+                              loaded.tokenizer, config.seq_len)
+    companion = None
+    if prepared.companion_spec.name != "none":
+        companion = PackedSequences(
+            lambda: resolve_target(prepared.companion_spec.documents)(config.seed + 1, config.offline),
+            loaded.tokenizer, config.seq_len)
     batches = MixedBatches(primary, companion, config.companion_share, config.batch_size, config.seed)
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    texts = [p.text or "" for p in probes]
-    labels = probe_labels(probes)
-    probe_ids = [p.id for p in probes]
-    schedule = diagnostic_steps(config.steps, config.diag_every)
-    autocast_dtype = torch.bfloat16
-    device_type = loaded.device.type
-
-    base_activations: np.ndarray | None = None
-    losses: list[float] = []
-    grad_norm = float("nan")
-    started = time.perf_counter()
-
-    def diagnose(step: int) -> dict[str, Any]:
-        nonlocal base_activations
-        t0 = time.perf_counter()
-        activations = terminal_activations(loaded, texts, config.probe_batch_size, config.probe_max_tokens)
-        if base_activations is None:
-            base_activations = activations
-        metrics = run_metric_suite(ctx.registry, activations, labels, config.metrics_seed, base_activations, metric_specs,
-                                   probe_ids)
-        record: dict[str, Any] = {"step": step, **metrics}
-        record.update(
-            {
-                "train_loss": float(np.mean(losses)) if losses else None,
-                "lr": _lr_at(step, config) if step else 0.0,
-                "grad_norm": grad_norm if step else None,
-                "tokens_seen": step * config.batch_size * config.grad_accum * config.seq_len,
-                "companion_fraction": batches.companion_fraction,
-                "wall_time_s": time.perf_counter() - started,
-                "diagnostic_time_s": time.perf_counter() - t0,
-                "gpu_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None,
-            }
-        )
-        if not adapter_is_finite(model):
-            record["adapter_saved"] = False
-            ctx.record["events"].append({"step": step, "event": "non-finite adapter", "detail": "not saved"})
-        else:
-            record["adapter"] = str(save_adapter(model, ctx.run_dir, step).relative_to(ctx.run_dir))
-        append_jsonl(ctx.run_dir / DIAGNOSTICS_FILE, record)
-        losses.clear()
-        return record
-
-    last = diagnose(0)
-    if on_progress:
-        on_progress(0, last)
-    model.train()
-    for step in range(1, config.steps + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, config)
-        step_loss = 0.0
-        for _ in range(config.grad_accum):
-            ids = torch.tensor(batches.next_batch(), dtype=torch.long, device=loaded.device)
-            with torch.autocast(device_type=device_type, dtype=autocast_dtype):
-                loss = model(input_ids=ids, labels=ids).loss / config.grad_accum
-            loss.backward()
-            step_loss += float(loss.detach())
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm))
-        if not (np.isfinite(step_loss) and np.isfinite(grad_norm)):
-            optimizer.zero_grad(set_to_none=True)
-            ctx.record["events"].append(
-                {"step": step, "event": "non-finite loss or gradient", "detail": f"loss={step_loss}, grad_norm={grad_norm}; stopped"}
-            )
-            ctx.record["status"] = "diverged"
-            break
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(step_loss)
-        if step in schedule:
-            last = diagnose(step)
-        if on_progress:
-            on_progress(step, {"train_loss": step_loss, "ei": last.get("ei")})
-    if ctx.record["status"] == "running":
-        ctx.record["status"] = "finished"
-    ctx.record["finished"] = _now()
-    ctx.record["wall_time_s"] = time.perf_counter() - started
-    ctx.record["companion_fraction"] = batches.companion_fraction
-    ctx.save_record()
-    write_run_report(ctx.run_dir, ctx.record)
-    return ctx.record
+    for role, stream in (("primary", primary), ("companion", companion)):
+        if stream is not None:  # a stream may say which source it really used (hub or offline fallback)
+            record["data_sources"][role]["source"] = getattr(stream.documents, "source",
+                                                             record["data_sources"][role]["source"])
+    purge = None
+    if prepared.resume_from is not None:
+        purge = int(json.loads((prepared.resume_from / "trainer_state.json").read_text())["step"]) + 1
+    reporter, tensorboard = open_tensorboard(prepared.run_dir, config.tensorboard, purge)
+    record["tensorboard"] = tensorboard
+    trainer = Trainer(config, prepared.run_dir, loaded, batches, prepared.probes, prepared.registry,
+                      prepared.metric_specs, prepared.faults, record, prepared.save_record, reporter, on_progress)
+    prepared.save_record()
+    status = trainer.run(prepared.resume_from, prepared.redo_diagnostic)
+    record["companion_fraction"] = batches.companion_fraction
+    record["faults_fired"] = record.get("faults_fired", []) + prepared.faults.fired
+    record["wall_time_s"] = trainer.elapsed()
+    return status
