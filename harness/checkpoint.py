@@ -11,17 +11,15 @@ adapters of every diagnostic step live on in ``adapters/``).
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .rundir import to_jsonable, verify_adapter_dir
+from .rundir import atomic_directory, to_jsonable, trainable_tensor_count, verify_adapter_dir
 
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "trainer_state.json"
@@ -96,10 +94,8 @@ def save_checkpoint(model: Any, optimizer: Any, trainer_state: dict[str, Any], r
     from .faults import InjectedWriteError
 
     root = run_dir / CHECKPOINTS_DIR
-    root.mkdir(exist_ok=True)
     final = root / f"step-{step}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step}.", dir=root))
-    try:
+    with atomic_directory(final) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tensors, meta = _flatten_optimizer(optimizer.state_dict())
         save_file(tensors, str(tmp / OPTIMIZER_TENSORS))
@@ -112,17 +108,8 @@ def save_checkpoint(model: Any, optimizer: Any, trainer_state: dict[str, Any], r
         np_state = np.random.get_state()
         state["numpy_rng"] = [np_state[0], np_state[1].tolist(), *np_state[2:]]
         (tmp / STATE_FILE).write_text(json.dumps(to_jsonable(state)))
-        for path in tmp.iterdir():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-        verify_checkpoint(tmp, expected_adapter_tensors=sum(1 for _, p in model.named_parameters() if p.requires_grad),
+        verify_checkpoint(tmp, expected_adapter_tensors=trainable_tensor_count(model),
                           expected_optimizer_tensors=len(tensors))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(root / f"step-{old}", ignore_errors=True)
     return final

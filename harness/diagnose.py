@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .diagnostics import check_activations, run_metric_suite
-from .errors import EntError, InputFileError
+from .errors import InputFileError
 from .plugin_manager import Registry, get_registry
 from .probes import load_probe_file, probe_labels
 

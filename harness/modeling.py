@@ -219,6 +219,12 @@ def _prepare_base(model: Any, quantization: str) -> Any:
     return model
 
 
+def enable_checkpointing(model: Any) -> None:
+    """Non-reentrant gradient checkpointing, with PEFT's fix: inputs that require grad (frozen embeddings)."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+
+
 def attach_lora(loaded: LoadedModel, r: int, alpha: int, dropout: float, targets: tuple[str, ...] | None,
                 gradient_checkpointing: bool = False) -> Any:
     """Wrap the model with PEFT LoRA adapters on the family's target modules (all seven linears)."""
@@ -226,8 +232,7 @@ def attach_lora(loaded: LoadedModel, r: int, alpha: int, dropout: float, targets
 
     model = loaded.model
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+        enable_checkpointing(model)
     lora = LoraConfig(
         r=r,
         lora_alpha=alpha,
@@ -250,8 +255,7 @@ def load_adapter(loaded: LoadedModel, folder: str | Path, trainable: bool = Fals
     if not (folder / "adapter_config.json").is_file():
         raise EntError(f"'{folder}' is not a saved adapter folder", "point at RUN_DIR/adapters/step-N")
     if gradient_checkpointing:
-        loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        loaded.model.enable_input_require_grads()
+        enable_checkpointing(loaded.model)
     loaded.model = PeftModel.from_pretrained(loaded.model, str(folder), is_trainable=trainable)
     return loaded.model
 

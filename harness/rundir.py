@@ -12,6 +12,8 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,19 +112,37 @@ def verify_adapter_dir(folder: Path, expected_tensors: int) -> None:
             raise OSError(f"adapter tensor {name} is not finite")
 
 
-def save_adapter(model: Any, run_dir: Path, step: int) -> Path:
-    """Save the PEFT adapter of ``step`` atomically: temporary folder, verify, rename."""
-    adapters = run_dir / ADAPTERS_DIR
-    final = adapters / f"step-{step}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step}.", dir=adapters))
+@contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final``; on success fsync its files and rename it to ``final``.
+
+    On any error the temporary folder is removed and ``final`` (if it existed) is left as it was, so a
+    folder under its final name is always complete.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        expected = sum(1 for _, p in model.named_parameters() if p.requires_grad)
-        verify_adapter_dir(tmp, expected)
+        yield tmp
+        for path in tmp.iterdir():
+            if path.is_file():
+                with path.open("rb") as handle:
+                    os.fsync(handle.fileno())
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def trainable_tensor_count(model: Any) -> int:
+    return sum(1 for _, p in model.named_parameters() if p.requires_grad)
+
+
+def save_adapter(model: Any, run_dir: Path, step: int) -> Path:
+    """Save the PEFT adapter of ``step`` atomically: temporary folder, verify, rename."""
+    final = run_dir / ADAPTERS_DIR / f"step-{step}"
+    with atomic_directory(final) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        verify_adapter_dir(tmp, trainable_tensor_count(model))
     return final

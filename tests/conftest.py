@@ -54,3 +54,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def one_blas_thread():
+    """One BLAS thread (``pytestmark = pytest.mark.usefixtures("one_blas_thread")``) for small-matrix tests: BLAS threads only add overhead there, and
+    oversubscribe a busy 2-core machine (6x slower)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1):
+        yield
+
+
+def fresh_seeds(count: int) -> list[int]:
+    """Fresh random seeds each run (replay a failure with ENT_GEOMETRY_SEEDS=s1,s2,...)."""
+    import numpy as np
+
+    env = os.environ.get("ENT_GEOMETRY_SEEDS")
+    if env:
+        seeds = [int(s) for s in env.split(",") if s.strip()]
+        return (seeds * count)[:count]
+    return [int(np.random.SeedSequence().entropy % (2**32)) for _ in range(count)]

@@ -8,10 +8,11 @@ bench/metrics.py, not a unit test.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
+
+from conftest import fresh_seeds
 from ent_harness.geometry import (
     GeometryAnalysis,
     GeometryConfig,
@@ -24,27 +25,10 @@ LEVELS, PER_CELL, D, NOISE = (4, 2, 4), 8, 256, 0.003
 D_J = np.array([3, 1, 3])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Small matrices: BLAS threads only add overhead, and oversubscribe a busy 2-core machine (6x slower)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
-def _fresh_seeds(count: int) -> list[int]:
-    env = os.environ.get("ENT_GEOMETRY_SEEDS")
-    if env:
-        seeds = [int(s) for s in env.split(",") if s.strip()]
-        return (seeds * count)[:count]
-    return [int(np.random.SeedSequence().entropy % (2**32)) for _ in range(count)]
-
-
-SEEDS = _fresh_seeds(5)
+SEEDS = fresh_seeds(5)
 print(f"[geometry property tests] seeds = {SEEDS} (replay: ENT_GEOMETRY_SEEDS={','.join(map(str, SEEDS))})")
 
 

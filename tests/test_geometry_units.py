@@ -8,10 +8,11 @@ replay a run.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
+
+from conftest import fresh_seeds
 from ent_harness.geometry import (
     ConceptLabels,
     GeometryAnalysis,
@@ -31,27 +32,10 @@ from ent_harness.geometry import (
 from ent_harness.geometry.heldout import HeldoutEstimate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Small matrices: BLAS threads only add overhead, and oversubscribe a busy 2-core machine (6x slower)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
-def _fresh_seeds(count: int) -> list[int]:
-    env = os.environ.get("ENT_GEOMETRY_SEEDS")
-    if env:
-        seeds = [int(s) for s in env.split(",") if s.strip()]
-        return (seeds * count)[:count]
-    return [int(np.random.SeedSequence().entropy % (2**32)) for _ in range(count)]
-
-
-SEEDS = _fresh_seeds(3)
+SEEDS = fresh_seeds(3)
 print(f"[geometry unit tests] seeds = {SEEDS} (replay: ENT_GEOMETRY_SEEDS={','.join(map(str, SEEDS))})")
 
 
