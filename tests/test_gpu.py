@@ -19,6 +19,7 @@ def test_tiny_run_on_the_gpu_uses_nf4(tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((out / "run.json").read_text())
     assert (record["status"], record["quantization"], record["device"]) == ("finished", "nf4", "cuda")
+    assert record["optimizer"] == "paged_adamw" and record["gradient_checkpointing"] is True
     steps = [json.loads(line)["step"] for line in (out / "diagnostics.jsonl").read_text().splitlines()]
     assert steps == [0, 10, 20]
 
@@ -48,3 +49,38 @@ def test_adapter_reload_on_the_gpu(tmp_path) -> None:
     fresh = load_model(spec, registry, quantize="nf4", device="cuda")
     load_adapter(fresh, folder)
     np.testing.assert_allclose(terminal_activations(fresh, texts), before, rtol=1e-4, atol=1e-4)
+
+
+GPU_RUN = ["--model", "tiny-qwen2", "--companion", "nl", "--steps", "40", "--diag-every", "10", "--seed", "3",
+           "--device", "cuda"]
+
+
+def test_gpu_rollback_with_the_paged_optimizer(tmp_path) -> None:
+    out = tmp_path / "run"
+    result = run_ent("run", *GPU_RUN, "--out", str(out), "--inject-fault", "nan-adapter@15")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "finished" and [e["event"] for e in record["events"]] == ["rollback"]
+    import torch
+    from safetensors.torch import load_file
+
+    for folder in (out / "adapters").glob("step-*"):
+        assert all(torch.isfinite(t).all() for t in load_file(str(folder / "adapter_model.safetensors")).values())
+
+
+def test_gpu_crash_and_resume_matches_an_uninterrupted_run(tmp_path) -> None:
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    assert run_ent("run", *GPU_RUN, "--out", str(straight)).returncode == 0
+    assert run_ent("run", *GPU_RUN, "--out", str(crashed), "--inject-fault", "crash@25").returncode != 0
+    assert run_ent("run", "--resume", str(crashed)).returncode == 0
+
+    def metric_records(run_dir):
+        lines = (run_dir / "diagnostics.jsonl").read_text().splitlines()
+        return [r for r in map(json.loads, lines) if "event" not in r]
+
+    a, b = metric_records(straight), metric_records(crashed)
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for x, y in zip(a, b):
+        assert x["ei"] == y["ei"], x["step"]
+        assert x["train_loss"] == y["train_loss"] or abs(x["train_loss"] - y["train_loss"]) < 1e-6, x["step"]
+        np.testing.assert_allclose(x["spectrum"], y["spectrum"], rtol=1e-6)
