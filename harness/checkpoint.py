@@ -1,7 +1,7 @@
 """Training checkpoints: everything ``--resume`` needs, written atomically and verified before use.
 
-``checkpoints/step-N/`` holds the PEFT adapter, the optimiser state (tensors in safetensors, the rest in
-JSON), the RNG states and ``trainer_state.json`` (step, data-stream position, learning-rate factor, events).
+``checkpoints/step-N/`` holds the PEFT adapter, the optimiser state (``torch.save``, read back with
+``weights_only=True``), the RNG states and ``trainer_state.json`` (step, data-stream position, learning-rate factor, events).
 It is written to a temporary folder, reloaded and checked (every tensor finite, every expected tensor
 present) and only then renamed into place, so a folder named ``step-N`` is always complete; a save that
 fails half-way leaves the previous checkpoint untouched. Only the newest ``keep`` checkpoints are kept (the
@@ -23,38 +23,9 @@ from .rundir import atomic_directory, to_jsonable, trainable_tensor_count, verif
 
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "trainer_state.json"
-OPTIMIZER_TENSORS = "optimizer.safetensors"
-OPTIMIZER_META = "optimizer.json"
+OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.safetensors"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
-
-
-def _flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split an optimizer state dict into tensors (for safetensors) and JSON metadata."""
-    import torch
-
-    tensors: dict[str, Any] = {}
-    meta_state: dict[str, dict[str, Any]] = {}
-    for index, entry in state_dict["state"].items():
-        meta_entry: dict[str, Any] = {}
-        for name, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{index}.{name}"] = value.detach().to("cpu").contiguous()
-                meta_entry[name] = {"tensor": f"{index}.{name}"}
-            else:
-                meta_entry[name] = {"value": value}
-        meta_state[str(index)] = meta_entry
-    return tensors, {"state": meta_state, "param_groups": state_dict["param_groups"]}
-
-
-def _unflatten_optimizer(tensors: dict[str, Any], meta: dict[str, Any], device: Any) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for index, entry in meta["state"].items():
-        state[int(index)] = {
-            name: (tensors[spec["tensor"]].to(device) if "tensor" in spec else spec["value"])
-            for name, spec in entry.items()
-        }
-    return {"state": state, "param_groups": meta["param_groups"]}
 
 
 def _rng_tensors() -> dict[str, Any]:
@@ -89,6 +60,7 @@ def list_checkpoints(run_dir: Path) -> list[int]:
 def save_checkpoint(model: Any, optimizer: Any, trainer_state: dict[str, Any], run_dir: Path, step: int,
                     keep: int, fail_midway: bool = False) -> Path:
     """Write, verify and atomically publish ``checkpoints/step-N``; prune to the newest ``keep``."""
+    import torch
     from safetensors.torch import save_file
 
     from .faults import InjectedWriteError
@@ -97,11 +69,9 @@ def save_checkpoint(model: Any, optimizer: Any, trainer_state: dict[str, Any], r
     final = root / f"step-{step}"
     with atomic_directory(final) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
-        tensors, meta = _flatten_optimizer(optimizer.state_dict())
-        save_file(tensors, str(tmp / OPTIMIZER_TENSORS))
+        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
         if fail_midway:
             raise InjectedWriteError(f"injected write failure while saving checkpoint step-{step}")
-        (tmp / OPTIMIZER_META).write_text(json.dumps(to_jsonable(meta)))
         save_file({k: v.contiguous() for k, v in _rng_tensors().items()}, str(tmp / RNG_FILE))
         state = dict(trainer_state)
         state["python_rng"] = random.getstate()
@@ -109,31 +79,40 @@ def save_checkpoint(model: Any, optimizer: Any, trainer_state: dict[str, Any], r
         state["numpy_rng"] = [np_state[0], np_state[1].tolist(), *np_state[2:]]
         (tmp / STATE_FILE).write_text(json.dumps(to_jsonable(state)))
         verify_checkpoint(tmp, expected_adapter_tensors=trainable_tensor_count(model),
-                          expected_optimizer_tensors=len(tensors))
+                          expected_optimizer_entries=len(optimizer.state_dict()["state"]))
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(root / f"step-{old}", ignore_errors=True)
     return final
 
 
+def _load_optimizer_state(folder: Path) -> dict[str, Any]:
+    import torch
+
+    return torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+
+
 def verify_checkpoint(folder: Path, expected_adapter_tensors: int | None = None,
-                      expected_optimizer_tensors: int | None = None) -> None:
+                      expected_optimizer_entries: int | None = None) -> None:
     """Reload a checkpoint's files and check them; raise OSError naming the first problem."""
     import torch
-    from safetensors.torch import load_file
 
-    for name in (STATE_FILE, OPTIMIZER_META, OPTIMIZER_TENSORS, RNG_FILE):
+    for name in (STATE_FILE, OPTIMIZER_FILE, RNG_FILE):
         if not (folder / name).is_file():
             raise OSError(f"checkpoint {folder.name} lacks {name}")
     if expected_adapter_tensors is not None:
         verify_adapter_dir(folder, expected_adapter_tensors)
-    tensors = load_file(str(folder / OPTIMIZER_TENSORS))
-    if expected_optimizer_tensors is not None and len(tensors) != expected_optimizer_tensors:
-        raise OSError(f"checkpoint {folder.name}: {len(tensors)} optimizer tensors, expected {expected_optimizer_tensors}")
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise OSError(f"checkpoint {folder.name}: optimizer tensor {name} is not finite")
+    try:
+        state = _load_optimizer_state(folder)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a bad checkpoint
+        raise OSError(f"checkpoint {folder.name}: unreadable optimizer state ({exc})") from None
+    entries = state.get("state", {})
+    if expected_optimizer_entries is not None and len(entries) != expected_optimizer_entries:
+        raise OSError(f"checkpoint {folder.name}: {len(entries)} optimizer entries, expected {expected_optimizer_entries}")
+    for index, entry in entries.items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+                raise OSError(f"checkpoint {folder.name}: optimizer state {index}.{name} is not finite")
     json.loads((folder / STATE_FILE).read_text())
-    json.loads((folder / OPTIMIZER_META).read_text())
 
 
 def latest_valid_checkpoint(run_dir: Path) -> Path | None:
@@ -166,9 +145,7 @@ def load_checkpoint(folder: Path, model: Any, optimizer: Any, device: Any) -> di
     missing = [k for k in getattr(result, "unexpected_keys", [])]
     if missing:
         raise OSError(f"checkpoint {folder.name}: adapter tensors not in the model: {missing[:3]}")
-    tensors = load_file(str(folder / OPTIMIZER_TENSORS))
-    meta = json.loads((folder / OPTIMIZER_META).read_text())
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, meta, device))
+    optimizer.load_state_dict(_load_optimizer_state(folder))
     state = json.loads((folder / STATE_FILE).read_text())
     _restore_rng(load_file(str(folder / RNG_FILE)), state["python_rng"], state["numpy_rng"])
     return state
