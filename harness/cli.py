@@ -219,6 +219,18 @@ def diagnose_command(activations: str | None, probes: str | None, model: str | N
         print_summary(result)
 
 
+@cli.command("report")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Folder for report.md, CSVs, PNGs.")
+@click.option("--title", default="ent report", show_default=True)
+def report_command(run_dirs: tuple[str, ...], out: str, title: str) -> None:
+    """Tables and figures across run directories (collapse, trajectories, SV dynamics, margins, ...)."""
+    from .reporting.build import write_report
+
+    path = write_report(list(run_dirs), out, title)
+    click.echo(f"wrote {path} (and CSV tables, figures, summary.json)")
+
+
 def _wants_traceback(argv: list[str]) -> bool:
     return any(arg in ("-v", "--verbose") for arg in argv)
 
