@@ -148,37 +148,9 @@ def run_command(config_file: str | None, out: str | None, force: bool, resume_di
 
 
 def _run_with_progress(prepared: Any) -> None:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from .progress import run_with_progress
 
-    from .run import execute_run
-
-    config, run_dir = prepared.config, prepared.run_dir
-    console = Console(stderr=True)
-    verb = "resuming" if prepared.resume_from is not None or prepared.record.get("status") == "resuming" else "ent run"
-    console.print(f"[bold]{verb}[/bold] {config.model} + {config.companion}, seed {config.seed} -> {run_dir}")
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}  EI {task.fields[ei]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("loading model", total=config.steps, loss="—", ei="—")
-
-        def on_progress(step: int, values: dict[str, Any]) -> None:
-            loss = values.get("train_loss")
-            ei = values.get("ei")
-            fields: dict[str, Any] = {"loss": f"{loss:.3f}" if isinstance(loss, float) else "—"}
-            if "ei" in values:
-                fields["ei"] = f"{ei:.3f}" if isinstance(ei, float) else "—"
-            progress.update(task, completed=step, description="training", **fields)
-
-        record = execute_run(prepared, on_progress=on_progress)
-    console.print(f"status: [bold]{record['status']}[/bold]; report: {run_dir / 'report.md'}")
+    record = run_with_progress(prepared)
     if record["status"] != "finished":
         sys.exit(1)
 
@@ -229,6 +201,42 @@ def report_command(run_dirs: tuple[str, ...], out: str, title: str) -> None:
 
     path = write_report(list(run_dirs), out, title)
     click.echo(f"wrote {path} (and CSV tables, figures, summary.json)")
+
+
+@cli.command("experiment")
+@click.argument("name")
+@click.option("--model", "models", multiple=True, help="Model(s) to use instead of the experiment's (repeatable).")
+@click.option("--seeds", type=int, help="Number of seeds (seeds 0..N-1, or from --seed-base).")
+@click.option("--seed-base", type=int, default=0, show_default=True)
+@click.option("--steps", type=int, help="Training steps of each run (default: the model's).")
+@click.option("--diag-every", type=int, help="Diagnostics every K steps.")
+@click.option("--random-weights", is_flag=True, help="Use shape twins (no download): exercises the whole pipeline.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--companion", help="reversibility: the companion the B3 adapter is continued under (default math).")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder (default experiments/NAME).")
+@click.option("--rebuild", is_flag=True, help="Only rebuild the tables from the existing run directories.")
+def experiment_command(name: str, models: tuple[str, ...], seeds: int | None, seed_base: int, steps: int | None,
+                       diag_every: int | None, random_weights: bool, device: str | None, companion: str | None,
+                       out: str | None, rebuild: bool) -> None:
+    """Run an experiment of the paper (missing runs only) and write its tables and figures."""
+    from .experiments import ExperimentOptions
+    from .reporting.build import write_report
+    from .specs import resolve_target
+
+    registry = _registry()
+    spec = registry.get("experiment", name)
+    for model in models:
+        registry.get("model", model)
+    folder = Path(out or f"experiments/{name}")
+    options = ExperimentOptions(folder, tuple(models), seeds, seed_base, steps, diag_every, random_weights, device,
+                                rebuild, {"companion": companion})
+    run_dirs = resolve_target(spec.run)(options, registry)
+    path = write_report(run_dirs, folder / "report", title=f"Experiment: {name}")
+    click.echo(f"wrote {path}")
+
+
+from .probes_cli import probes_group  # noqa: E402
+cli.add_command(probes_group)
 
 
 def _wants_traceback(argv: list[str]) -> bool:

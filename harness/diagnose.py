@@ -45,18 +45,20 @@ def diagnose_activations(activations_path: str, probes_path: str, seed: int = 0,
 
 
 def diagnose_model(registry: Registry, model_name: str, adapter: str | None, probes_name: str, seed: int,
-                   quantize: str, model_path: str | None = None, random_weights: bool = False) -> dict[str, Any]:
+                   quantize: str, model_path: str | None = None, random_weights: bool = False,
+                   device: str = "auto") -> dict[str, Any]:
     from .modeling import load_adapter, load_model, terminal_activations
     from .run import load_probes
 
     spec = registry.get("model", model_name)
     probes, source = load_probes(registry, probes_name)
-    loaded = load_model(spec, registry, quantize, model_path=model_path, random_weights=random_weights)
+    loaded = load_model(spec, registry, quantize, device, model_path=model_path, random_weights=random_weights)
     if adapter:
         load_adapter(loaded, adapter)
     activations = terminal_activations(loaded, [p.text or "" for p in probes])
     result = run_metric_suite(registry, activations, probe_labels(probes), seed, probe_ids=[p.id for p in probes])
-    result.update({"model": model_name, "adapter": adapter, "probes": source, "quantization": loaded.quantization})
+    result.update({"model": model_name, "adapter": adapter, "probes": source, "quantization": loaded.quantization,
+                   "family": loaded.family.name})
     return result
 
 
