@@ -25,7 +25,15 @@ from .plugin_manager import Registry
 from .probes import Probe
 from .report import write_run_report
 from .reporters import open_tensorboard
-from .rundir import DIAGNOSTICS_FILE, RUN_FILE, atomic_write_text, prepare_run_dir, read_jsonl, write_json
+from .rundir import (
+    DIAGNOSTICS_FILE,
+    RUN_FILE,
+    atomic_write_text,
+    prepare_run_dir,
+    read_jsonl,
+    write_json,
+)
+from .schedule import diagnostic_steps
 from .specs import resolve_target
 from .trainer import ProgressCallback, Trainer
 
@@ -164,12 +172,13 @@ def prepare_resume(run_dir: Path, registry: Registry, steps: int | None = None,
     # drop what was recorded after the checkpoint: those steps are recomputed identically
     kept = [r for r in read_jsonl(run_dir / DIAGNOSTICS_FILE) if r["step"] <= resume_step] if checkpoint else []
     has_record = any(r["step"] == resume_step and "event" not in r for r in kept)
+    diag_steps = diagnostic_steps(config.steps, config.diag_every, config.diag_windows)
     atomic_write_text(run_dir / DIAGNOSTICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
     record.update({"status": "resuming", "config": config.to_record(), "resumed": _now()})
     record["events"] = [e for e in record.get("events", []) if e.get("step", 0) <= resume_step]
     return PreparedRun(config, run_dir, registry, record, probes, model_spec, primary_spec, companion_spec,
                        metric_specs, FaultPlan.from_specs(config.inject_faults), resume_from=checkpoint,
-                       redo_diagnostic=checkpoint is not None and not has_record)
+                       redo_diagnostic=checkpoint is not None and not has_record and resume_step in diag_steps)
 
 
 def execute_run(prepared: PreparedRun, on_progress: ProgressCallback | None = None) -> dict[str, Any]:

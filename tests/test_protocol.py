@@ -187,3 +187,21 @@ def test_every_run_writes_tensorboard_events(uninterrupted) -> None:
     record = json.loads((uninterrupted / "run.json").read_text())
     assert record["tensorboard"].startswith("tensorboard/")
     assert record["optimizer"] == "adamw (torch)" and record["gradient_checkpointing"] is False
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_current_step_and_resume_is_exact(tmp_path, uninterrupted) -> None:
+    out = tmp_path / "run"
+    process = subprocess.Popen([*ent_command(), "run", *RUN, "--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "step-20").is_dir():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    time.sleep(0.5)  # somewhere between checkpoints
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 1
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["events"][-1]["event"] == "interrupted"
+    assert run_ent("run", "--resume", str(out)).returncode == 0
+    assert_same_trajectory(out, uninterrupted)
