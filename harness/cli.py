@@ -238,6 +238,9 @@ def experiment_command(name: str, models: tuple[str, ...], seeds: int | None, se
 from .probes_cli import probes_group  # noqa: E402
 cli.add_command(probes_group)
 
+from .plan_cli import plan_command  # noqa: E402
+cli.add_command(plan_command)
+
 
 def _wants_traceback(argv: list[str]) -> bool:
     return any(arg in ("-v", "--verbose") for arg in argv)

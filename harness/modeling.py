@@ -31,6 +31,7 @@ class LoadedModel:
     quantization: str  # "nf4" (4-bit NF4, double quantisation, bf16 compute) or "none" (bf16 weights)
     device: Any
     weights_source: str
+    tokenizer_source: str = ""  # where the tokenizer came from (a shape twin may fall back to the byte tokenizer)
 
 
 def quiet_libraries() -> None:
@@ -90,16 +91,31 @@ def model_config(spec: ModelSpec) -> dict[str, Any]:
     return dict(config)
 
 
-def _bnb_config() -> Any:
-    import torch
-    from transformers import BitsAndBytesConfig
+def _bnb_config(family: FamilySpec | None = None) -> Any:
+    """The family's 4-bit defaults (QLoRA: NF4, double quantisation, bf16 compute)."""
+    from .weights import bnb_config
 
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
+    if family is None:
+        return bnb_config()
+    return bnb_config(family.quant_type, family.double_quant, family.compute_dtype)
+
+
+def family_for_config(registry: Registry, config: dict[str, Any], where: str) -> FamilySpec:
+    """The family serving ``config.architectures[0]``; an unknown architecture is one line (exit 2)."""
+    from .errors import UnknownComponentError
+
+    architectures = config.get("architectures") or []
+    if not architectures:
+        raise EntError(f"The config of {where} names no architecture", "its config.json needs 'architectures'")
+    architecture = architectures[0]
+    try:
+        return registry.family_for(architecture)
+    except UnknownComponentError:
+        known = sorted(spec.architecture for spec in registry.all("family"))
+        raise EntError(
+            f"No model family serves architecture '{architecture}' ({where})",
+            f"known: {', '.join(known)}; a plugin adds one by registering a FamilySpec (see CONTRIBUTING.md)",
+        ) from None
 
 
 def _random_weight_checkpoint(spec: ModelSpec, config: dict[str, Any]) -> Path:
@@ -132,52 +148,110 @@ def load_model(spec: ModelSpec, registry: Registry, quantize: str = "auto", devi
     """Load a model plugin's base model (4-bit NF4 where bitsandbytes allows, bf16 otherwise).
 
     Weights come from the hub id, from ``model_path`` (a local checkout), or, with ``random_weights``, from
-    a seeded "shape twin" built from the plugin's config; embedded models always use random weights.
+    a seeded "shape twin" built from the plugin's config directly on the device (:mod:`.weights`); embedded
+    models always use random weights (unless ``model_path`` is given). Every path ends in the same state:
+    base frozen and prepared for k-bit training (:func:`_prepare_base`), 4-bit layers pinned
+    (:func:`_pin_4bit_layers`), tokenizer padding never equal to EOS.
     """
     quiet_libraries()
     import torch
     from transformers import AutoModelForCausalLM
 
-    config = model_config(spec)
-    family = registry.family_for(config["architectures"][0])
+    from .weights import build_twin, resolve_source
+
+    plugin_config = model_config(spec)
+    source = resolve_source(spec, plugin_config, model_path, random_weights)
+    family = family_for_config(registry, source.config, f"model '{spec.name}', {source.description}")
     torch_device = resolve_device(device)
     quantization = resolve_quantization(quantize)
-    if spec.embedded or spec.hub_id is None:
-        source: str | Path = _random_weight_checkpoint(spec, config)
-        weights_source = f"random weights from the plugin's config (seed {spec.random_seed})"
+    # The tokenizer first: a missing one is reported before any weights move.
+    tokenizer, tokenizer_source = _load_tokenizer(spec, family, source, source.config.get("vocab_size"))
+    if source.kind == "twin":
+        model = build_twin(source.config, spec.random_seed, torch_device,
+                           _bnb_config(family) if quantization == "nf4" else None,
+                           dtype=getattr(torch, family.compute_dtype))
     else:
-        source = spec.hub_id
-        weights_source = f"hub:{spec.hub_id}"
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16}
-    if quantization == "nf4":
-        kwargs["quantization_config"] = _bnb_config()
-        kwargs["device_map"] = {"": torch_device}
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except OSError as exc:
-        raise EntError(f"Could not load weights for '{spec.name}' from {source} ({str(exc).splitlines()[0]})") from None
-    if quantization == "none":
-        model.to(torch_device)
+        if source.kind == "embedded":
+            checkpoint: str | Path = _random_weight_checkpoint(spec, plugin_config)
+        else:
+            checkpoint = source.location or ""
+        kwargs: dict[str, Any] = {"dtype": torch.bfloat16}
+        if quantization == "nf4":
+            kwargs["quantization_config"] = _bnb_config(family)
+            kwargs["device_map"] = {"": torch_device}
+        try:
+            model = AutoModelForCausalLM.from_pretrained(checkpoint, **kwargs)
+        except OSError as exc:
+            if source.kind == "hub":
+                from .weights import hub_error
+
+                raise hub_error(str(checkpoint), exc) from None
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise EntError(f"Could not load weights for '{spec.name}' from {checkpoint} ({first})") from None
+        if quantization == "none":
+            model.to(torch_device)
     model = _prepare_base(model, quantization)
-    tokenizer = _load_tokenizer(spec, family)
     if quantization == "nf4":
         _pin_4bit_layers(model)
-    return LoadedModel(model, tokenizer, spec, family, quantization, torch_device, weights_source)
+    return LoadedModel(model, tokenizer, spec, family, quantization, torch_device, source.description,
+                       tokenizer_source)
 
 
-def _load_tokenizer(spec: ModelSpec, family: FamilySpec) -> Any:
-    if spec.tokenizer:
-        tokenizer = resolve_target(spec.tokenizer)()
-    else:
-        from transformers import AutoTokenizer
+def _load_tokenizer(spec: ModelSpec, family: FamilySpec, source: Any = None,
+                    vocab_size: int | None = None) -> tuple[Any, str]:
+    """The model's tokenizer with the family's padding side and a pad token distinct from EOS.
 
-        tokenizer = AutoTokenizer.from_pretrained(spec.hub_id)
+    Returns ``(tokenizer, where it came from)``. Pad = EOS would hide EOS from any loss that masks padding,
+    so a pad that is missing or equal to EOS is replaced (:func:`ensure_distinct_pad`).
+    """
+    from .weights import WeightSource, load_tokenizer
+
+    if source is None:
+        kind = "embedded" if spec.embedded or spec.hub_id is None else "hub"
+        source = WeightSource(kind, spec.hub_id, {}, "")
+    tokenizer, described = load_tokenizer(spec, source)
     tokenizer.padding_side = family.padding_side
-    if tokenizer.pad_token_id is None:
-        # Padding only ever appears in probe batches, where the attention mask removes it; training
-        # sequences are packed (no padding), so the loss always sees EOS.
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    ensure_distinct_pad(tokenizer, family, vocab_size)
+    return tokenizer, described
+
+
+PAD_TOKEN_ADDED = "<|ent_pad|>"
+
+
+def ensure_distinct_pad(tokenizer: Any, family: FamilySpec, vocab_size: int | None = None) -> str:
+    """Give ``tokenizer`` a pad token that is not EOS; returns how (``"kept"``, ``"family"``, ``"unk"``, ``"added"``).
+
+    Order: the tokenizer's own pad if distinct from EOS; the family's ``pad_tokens`` that exist in the
+    vocabulary; the unknown token; a new ``<|ent_pad|>`` token, only if its id fits in the embedding
+    (``vocab_size`` rows: Qwen and DeepSeek have spare rows), so the model never needs resizing. Padding
+    only appears in probe batches, where the attention mask removes it; training sequences are packed
+    without padding, so the loss always sees EOS.
+    """
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id
+    if pad is not None and pad != eos:
+        return "kept"
+    unk = tokenizer.unk_token_id
+
+    def usable(token_id: Any) -> bool:
+        return (isinstance(token_id, int) and token_id != eos and (vocab_size is None or token_id < vocab_size))
+
+    for token in family.pad_tokens:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if usable(token_id) and (token_id != unk or token == tokenizer.unk_token):
+            tokenizer.pad_token = token
+            return "family"
+    if tokenizer.unk_token is not None and usable(unk):
+        tokenizer.pad_token = tokenizer.unk_token
+        return "unk"
+    if vocab_size is None or len(tokenizer) < vocab_size:
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN_ADDED})
+        if usable(tokenizer.pad_token_id):
+            return "added"
+    raise EntError(
+        "The tokenizer has no pad token distinct from EOS and no spare embedding row for one",
+        "add the token to the family's pad_tokens (FamilySpec) or give the model plugin a tokenizer with a pad token",
+    )
 
 
 def _pin_4bit_layers(model: Any) -> int:
@@ -278,6 +352,11 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
 
     The terminal layer is the family's (default: last decoder block after the final norm); pooling is the
     mean over non-padding tokens (or the last non-padding token). The language-model head is never run.
+    Whatever the tokenizer's padding side, each probe's tokens are moved to the start of its row
+    (:func:`right_align`) and rotary positions come from the attention mask, so a probe is computed at the
+    same positions, by the same kernel tiles, with left or right padding: the rows are identical bit for
+    bit. (Left padding computed in place agrees only to the rounding of the bf16 4-bit matmuls, about 1e-3
+    once an adapter is trained: a 1-ulp float32 difference before a bf16 cast becomes a bf16 ulp.)
     """
     import torch
 
@@ -308,10 +387,11 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
                     truncation=True,
                     max_length=max_tokens,
                 )
-                input_ids = batch["input_ids"].to(loaded.device)
-                mask = batch["attention_mask"].to(loaded.device)
+                input_ids, mask = right_align(batch["input_ids"], batch["attention_mask"])
+                input_ids, mask = input_ids.to(loaded.device), mask.to(loaded.device)
                 captured.clear()
-                decoder(input_ids=input_ids, attention_mask=mask, use_cache=False)
+                decoder(input_ids=input_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                        use_cache=False)
                 hidden = captured[-1].float()
                 rows.append(pool(hidden, mask, family.pooling).double().cpu().numpy())
     finally:
@@ -319,6 +399,21 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
         if was_training:
             loaded.model.train()
     return np.concatenate(rows, axis=0)
+
+
+def right_align(input_ids: Any, mask: Any) -> tuple[Any, Any]:
+    """Move every row's real tokens to its start, keeping their order (left padding becomes right padding)."""
+    import torch
+
+    if mask.shape[1] == 0 or bool(mask[:, 0].all()):
+        return input_ids, mask  # already right-padded (or not padded)
+    order = torch.argsort((mask == 0).to(torch.int8), dim=1, stable=True)
+    return input_ids.gather(1, order), mask.gather(1, order)
+
+
+def position_ids_from_mask(mask: Any) -> Any:
+    """Rotary positions counted over real tokens only: ``cumsum(mask) - 1``, clamped at 0 (padding)."""
+    return (mask.long().cumsum(dim=-1) - 1).clamp(min=0)
 
 
 def pool(hidden: Any, mask: Any, how: str) -> Any:

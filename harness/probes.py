@@ -49,6 +49,9 @@ def parse_probe_records(records: list[tuple[int, object]], source: str, require_
                 f"{where}: field 'concepts' is missing or empty",
                 'give an object such as {"domain": "code", "register": "formal"}',
             )
+        for concept in concepts:
+            if not isinstance(concept, str) or not concept.strip():
+                raise InputFileError(f"{where}: a concept name is empty", "name every concept, e.g. \"domain\"")
         names = tuple(sorted(concepts))
         if concept_names is None:
             concept_names = names
@@ -58,13 +61,19 @@ def parse_probe_records(records: list[tuple[int, object]], source: str, require_
             detail = f"missing label for concept '{missing[0]}'" if missing else f"unexpected concept '{extra[0]}'"
             raise InputFileError(f"{where}: {detail}", "every probe must label the same concepts")
         for concept, label in concepts.items():
-            if not isinstance(label, (str, int)) or isinstance(label, bool) or str(label).strip() == "":
+            if label is None or (isinstance(label, str) and not label.strip()):
                 raise InputFileError(
-                    f"{where}: concept '{concept}' has no label", "give each concept a non-empty string label"
+                    f"{where}: missing label for concept '{concept}'", "give each concept a non-empty string label"
+                )
+            if not isinstance(label, (str, int)) or isinstance(label, bool):
+                raise InputFileError(
+                    f"{where}: concept '{concept}' has a {type(label).__name__} label ({json.dumps(label)})",
+                    "give each concept a non-empty string label",
                 )
         text = obj.get("text")
         if text is not None and (not isinstance(text, str) or not text.strip()):
-            raise InputFileError(f"{where}: field 'text' must be a non-empty string")
+            raise InputFileError(f"{where}: field 'text' must be a non-empty string", "write the probe's text or "
+                                 "leave the field out")
         if require_text and text is None:
             raise InputFileError(f"{where}: field 'text' is missing", "probes used on a model need their text")
         probe_id = obj.get("id", f"probe-{len(probes)}")
@@ -80,13 +89,14 @@ def parse_probe_records(records: list[tuple[int, object]], source: str, require_
             seen_texts[text] = line_no
         probes.append(Probe(id=probe_id, concepts={k: str(v) for k, v in concepts.items()}, text=text))
     assert concept_names is not None
+    first_line, last_line = records[0][0], records[-1][0]
     for concept in concept_names:
         classes = Counter(p.concepts[concept] for p in probes)
         if len(classes) < 2:
             only = next(iter(classes))
             raise InputFileError(
-                f"{source}: concept '{concept}' has a single class ('{only}')",
-                "every concept needs at least two classes",
+                f"{source}:{first_line}-{last_line}: concept '{concept}' has a single class ('{only}') on every line",
+                "every concept needs at least two classes (a concept with one label carries no information)",
             )
     return probes
 
@@ -111,3 +121,84 @@ def load_probe_file(path: str | Path, require_text: bool = False) -> list[Probe]
 def probe_labels(probes: list[Probe]) -> list[dict[str, str]]:
     """The concept labels of each probe, in order (the input of the geometry core)."""
     return [dict(p.concepts) for p in probes]
+
+
+@dataclass(frozen=True)
+class ProbeSetReport:
+    """The design of a probe set: classes per concept, factorial cell counts, balance and design rank.
+
+    ``cells`` maps every cell of the full factorial design (one class per concept, in ``concepts`` order)
+    to its probe count, zero for empty cells. ``design_rank`` is the rank of the centred one-hot label
+    matrix; ``r`` = sum over concepts of (classes - 1) is its value for a full factorial design, and a lower
+    rank means the labels are confounded (the metrics flag this as ``design_rank_deficit``).
+    """
+
+    n: int
+    concepts: tuple[str, ...]
+    classes: dict[str, dict[str, int]]
+    cells: dict[tuple[str, ...], int]
+    design_rank: int
+    r: int
+
+    @property
+    def balanced(self) -> bool:
+        counts = list(self.cells.values())
+        return bool(counts) and min(counts) > 0 and min(counts) == max(counts)
+
+    @property
+    def empty_cells(self) -> int:
+        return sum(1 for count in self.cells.values() if count == 0)
+
+    @property
+    def full_rank(self) -> bool:
+        return self.design_rank >= self.r
+
+    def balance_line(self) -> str:
+        counts = list(self.cells.values())
+        if self.balanced:
+            return f"balanced: yes, every one of the {len(counts)} cells holds {counts[0]} probes"
+        nonempty = [c for c in counts if c]
+        detail = f"cell counts range from {min(nonempty)} to {max(nonempty)}"
+        if self.empty_cells:
+            detail += f", {self.empty_cells} of {len(counts)} cells are empty"
+        return f"balanced: no, {detail} (the metrics flag unbalanced_design)"
+
+    def design_rank_line(self) -> str:
+        if self.full_rank:
+            return f"design rank: {self.design_rank} = r (full: the concepts can be told apart)"
+        return (f"design rank: {self.design_rank} < r = {self.r} (confounded labels or missing cells; the metrics "
+                f"flag design_rank_deficit)")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "concepts": {name: dict(self.classes[name]) for name in self.concepts},
+            "cells": [{**dict(zip(self.concepts, cell)), "probes": count} for cell, count in self.cells.items()],
+            "balanced": self.balanced,
+            "empty_cells": self.empty_cells,
+            "design_rank": self.design_rank,
+            "r": self.r,
+        }
+
+
+def probe_set_report(probes: list[Probe]) -> ProbeSetReport:
+    """Cell counts, balance and design rank of validated probes (concepts in first-probe order)."""
+    import itertools
+
+    import numpy as np
+
+    if not probes:
+        raise InputFileError("no probes", "give one JSON object per line")
+    concepts = tuple(probes[0].concepts)
+    classes = {name: dict(sorted(Counter(p.concepts[name] for p in probes).items())) for name in concepts}
+    counts = Counter(tuple(p.concepts[name] for name in concepts) for p in probes)
+    cells = {cell: counts.get(cell, 0) for cell in itertools.product(*(classes[name] for name in concepts))}
+    blocks = []
+    for name in concepts:
+        labels = [p.concepts[name] for p in probes]
+        block = np.array([[label == cls for cls in classes[name]] for label in labels], dtype=float)
+        blocks.append(block - block.mean(axis=0))
+    design = np.hstack(blocks)
+    rank = int(np.linalg.matrix_rank(design)) if design.size else 0
+    r = sum(len(classes[name]) - 1 for name in concepts)
+    return ProbeSetReport(n=len(probes), concepts=concepts, classes=classes, cells=cells, design_rank=rank, r=r)

@@ -73,7 +73,14 @@ class FamilySpec(ComponentSpec):
     It maps canonical names to the family's module paths and defines the terminal layer and its pooling.
     ``pooling`` is ``"mean"`` (mean over non-padding tokens) or ``"last"`` (last non-padding token).
     ``terminal_layer`` is ``"final_norm"`` (output of the last decoder block after the final norm: the
-    default) or ``"last_block"`` (before the final norm).
+    default) or ``"last_block"`` (before the final norm). A family that departs from the default must say
+    why in its module docstring.
+
+    Tokenizer: ``padding_side`` for probe batches; ``pad_tokens`` are existing tokens tried in order as the
+    pad token when the tokenizer has none or pads with EOS (the loader never lets pad = EOS, so EOS stays
+    visible to the loss; failing those, it uses the unknown token or adds a pad token in a spare embedding
+    row). Quantisation defaults: ``quant_type`` (``"nf4"`` or ``"fp4"``), ``double_quant`` and
+    ``compute_dtype`` of the 4-bit base (QLoRA: NF4, double quantisation, bf16 compute).
     """
 
     kind: ClassVar[str] = "family"
@@ -86,6 +93,9 @@ class FamilySpec(ComponentSpec):
     pooling: str = "mean"
     padding_side: str = "right"
     compute_dtype: str = "bfloat16"
+    pad_tokens: tuple[str, ...] = ()
+    quant_type: str = "nf4"
+    double_quant: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -99,6 +109,12 @@ class FamilySpec(ComponentSpec):
             raise PluginSpecError(f"family '{self.name}': padding_side must be 'left' or 'right'")
         if not self.lora_targets or not all(isinstance(t, str) and t for t in self.lora_targets):
             raise PluginSpecError(f"family '{self.name}': lora_targets must be non-empty module names")
+        if self.quant_type not in ("nf4", "fp4"):
+            raise PluginSpecError(f"family '{self.name}': quant_type must be 'nf4' or 'fp4'")
+        if self.compute_dtype not in ("bfloat16", "float16", "float32"):
+            raise PluginSpecError(f"family '{self.name}': compute_dtype must be bfloat16, float16 or float32")
+        if not all(isinstance(t, str) and t for t in self.pad_tokens):
+            raise PluginSpecError(f"family '{self.name}': pad_tokens must be non-empty token strings")
 
 
 @dataclass(frozen=True)

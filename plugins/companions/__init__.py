@@ -1,13 +1,16 @@
 """Built-in text streams: the primary ``code`` stream and the companions mixed with it.
 
-Offline sources only read text that is already on the machine or generate it, so runs work with no
-network. (Streaming the public datasets named in each spec for real runs is added by the data issue.)
+Each names a public dataset streamed with the ``datasets`` library for real runs and an offline source
+used with ``--offline`` or when the hub cannot be reached (see docs/companions.md). Registration imports
+nothing heavy: the documents functions are named lazily.
 """
 
 from collections.abc import Callable
 
 from ent_harness.hookspecs import hookimpl
 from ent_harness.specs import CompanionSpec
+
+from .sources import DATASETS, OFFLINE_LABELS
 
 
 @hookimpl
@@ -16,7 +19,8 @@ def register_companions(register: Callable[[CompanionSpec], None]) -> None:
         CompanionSpec(
             name="code",
             description="primary stream: Python source code",
-            documents="ent_plugins.companions.offline:python_source_documents",
+            documents="ent_plugins.companions.sources:code_documents",
+            dataset=DATASETS["code"],
             offline_source="the Python standard library's own source files, read at run time",
         )
     )
@@ -24,23 +28,34 @@ def register_companions(register: Callable[[CompanionSpec], None]) -> None:
         CompanionSpec(
             name="nl",
             description="natural language (condition B3)",
-            documents="ent_plugins.companions.offline:english_prose_documents",
-            offline_source="English prose of the Python documentation's topic pages shipped with CPython (pydoc_data)",
+            documents="ent_plugins.companions.sources:nl_documents",
+            dataset=DATASETS["nl"],
+            offline_source=OFFLINE_LABELS["nl"],
         )
     )
     register(
         CompanionSpec(
             name="math",
             description="mathematics (condition B2)",
-            documents="ent_plugins.companions.offline:worked_math_documents",
-            offline_source="worked arithmetic and algebra problems generated procedurally from the seed",
+            documents="ent_plugins.companions.sources:math_documents",
+            dataset=DATASETS["math"],
+            offline_source=OFFLINE_LABELS["math"],
+        )
+    )
+    register(
+        CompanionSpec(
+            name="creative",
+            description="creative writing: stories and poems",
+            documents="ent_plugins.companions.sources:creative_documents",
+            dataset=DATASETS["creative"],
+            offline_source=OFFLINE_LABELS["creative"],
         )
     )
     register(
         CompanionSpec(
             name="none",
             description="no companion: code only",
-            documents="ent_plugins.companions.offline:no_documents",
+            documents="ent_plugins.companions.sources:none_documents",
             offline_source="(empty)",
         )
     )

@@ -1,9 +1,11 @@
-"""Built-in model plugins. The embedded tiny models are registered here; real checkpoints beside them."""
+"""Built-in model plugins: the embedded tiny models and the shipped zoo (docs/models.md)."""
 
 from collections.abc import Callable
 
 from ent_harness.hookspecs import hookimpl
 from ent_harness.specs import ModelSpec
+
+from .zoo import ZOO, target_of
 
 # A tiny run is a demo of the whole protocol in about a minute on two CPU cores.
 TINY_RUN_DEFAULTS = {"steps": 200, "diag_every": 50, "seq_len": 128, "batch_size": 4, "warmup_steps": 10}
@@ -23,3 +25,6 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
                 run_defaults=TINY_RUN_DEFAULTS,
             )
         )
+    for model in ZOO:
+        register(ModelSpec(name=model.name, description=model.description, config=target_of(model.name),
+                           hub_id=model.hub_id))
