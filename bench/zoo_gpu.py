@@ -80,7 +80,6 @@ def cuda_context_gib(torch: Any, device: Any) -> float | None:
 def bench_model(name: str, registry: Any, device: Any, probes: list[str], train: bool, args: Any,
                 context_gib: float | None) -> dict[str, Any]:
     import torch
-
     from ent_harness.modeling import load_model, terminal_activations
     from ent_harness.planning import plan
 
@@ -115,7 +114,6 @@ def bench_model(name: str, registry: Any, device: Any, probes: list[str], train:
 def bench_training(loaded: Any, spec: Any, registry: Any, device: Any, args: Any,
                    context_gib: float | None) -> dict[str, Any]:
     import torch
-
     from ent_harness.modeling import attach_lora
     from ent_harness.planning import plan
 
@@ -308,7 +306,6 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # twins never download; no network is needed or wanted
     import torch
-
     from ent_harness.modeling import quiet_libraries
     from ent_harness.plugin_manager import build_registry
     from ent_harness.specs import resolve_target

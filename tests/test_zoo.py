@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, run_ent
-
 from ent_harness.cli import main
 from ent_harness.plugin_manager import build_registry
 
@@ -123,8 +122,13 @@ def test_tiny_twin_loads_in_4bit_lora_lands_on_the_seven_linears_and_pooling_is_
     import numpy as np
     import torch
     from bitsandbytes.nn import Linear4bit, Params4bit
-
-    from ent_harness.modeling import attach_lora, load_model, pool, position_ids_from_mask, terminal_activations
+    from ent_harness.modeling import (
+        attach_lora,
+        load_model,
+        pool,
+        position_ids_from_mask,
+        terminal_activations,
+    )
     from ent_harness.specs import ModelSpec
 
     spec = ModelSpec(name=f"twin-{family}", config=f"ent_plugins.models.tiny:{family}_config",
@@ -190,7 +194,6 @@ def test_tiny_twin_loads_in_4bit_lora_lands_on_the_seven_linears_and_pooling_is_
 
 def test_position_ids_count_real_tokens_only() -> None:
     import torch
-
     from ent_harness.modeling import position_ids_from_mask, right_align
 
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
@@ -238,6 +241,9 @@ def test_pad_never_equals_eos(registry) -> None:
         ensure_distinct_pad(tok, llama, vocab_size=3)
 
 
+DOCS = ["short doc", "another document", "x" * 40]
+
+
 def test_training_sequences_keep_eos_in_the_loss(registry) -> None:
     from ent_harness.data import PackedSequences
     from ent_harness.modeling import _load_tokenizer
@@ -246,8 +252,7 @@ def test_training_sequences_keep_eos_in_the_loss(registry) -> None:
         spec = registry.get("model", name)
         tokenizer, source = _load_tokenizer(spec, registry.get("family", name.removeprefix("tiny-")))
         assert tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id, source
-        docs = ["short doc", "another document", "x" * 40]
-        packed = PackedSequences(lambda: iter(docs * 20), tokenizer, seq_len=32)
+        packed = PackedSequences(lambda: iter(DOCS * 20), tokenizer, seq_len=32)
         sequences = [next(packed) for _ in range(8)]
         flat = [token for sequence in sequences for token in sequence]
         # Packed without padding: every position is a label (the trainer passes labels=input_ids), EOS included.
