@@ -105,6 +105,7 @@ class Trainer:
         self.elapsed_before = 0.0
         self.base_activations: np.ndarray | None = None
         self.terminate = False
+        self.record_train_loss: float | None = None
         self.torch = torch
 
     # ---- events ------------------------------------------------------------------------------------
@@ -135,6 +136,7 @@ class Trainer:
         self.grad_norm = float(state["grad_norm"]) if state["grad_norm"] is not None else float("nan")
         self.elapsed_before = float(state["elapsed_s"])
         self.batches.restore(state["data"])
+        self.record_train_loss = state.get("record_train_loss")
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self.started)
@@ -187,7 +189,10 @@ class Trainer:
             diag["adapter"] = str(save_adapter(self.model, self.run_dir, step).relative_to(self.run_dir))
         if step in self.ckpt_steps:
             fail = self.faults.take("write-fail", step)
-            folder = save_checkpoint(self.model, self.optimizer, self.trainer_state(), self.run_dir, step,
+            state = self.trainer_state()
+            if diag is not None:  # lets a resume recompute this step's record exactly if the kill comes next
+                state["record_train_loss"] = diag.get("train_loss")
+            folder = save_checkpoint(self.model, self.optimizer, state, self.run_dir, step,
                                      self.config.keep_checkpoints, fail_midway=fail)
             self.record["last_checkpoint"] = str(folder.relative_to(self.run_dir))
         if diag is not None:
@@ -291,6 +296,7 @@ class Trainer:
 
     def append_diagnostic_only(self, step: int) -> None:
         diag = self.diagnose(step)
+        diag["train_loss"] = self.record_train_loss  # the losses behind it were cleared before the checkpoint
         diag["adapter"] = f"adapters/step-{step}"
         self.losses.clear()
         append_jsonl(self.run_dir / DIAGNOSTICS_FILE, diag)
