@@ -80,6 +80,7 @@ def cuda_context_gib(torch: Any, device: Any) -> float | None:
 def bench_model(name: str, registry: Any, device: Any, probes: list[str], train: bool, args: Any,
                 context_gib: float | None) -> dict[str, Any]:
     import torch
+
     from ent_harness.modeling import load_model, terminal_activations
     from ent_harness.planning import plan
 
@@ -114,6 +115,7 @@ def bench_model(name: str, registry: Any, device: Any, probes: list[str], train:
 def bench_training(loaded: Any, spec: Any, registry: Any, device: Any, args: Any,
                    context_gib: float | None) -> dict[str, Any]:
     import torch
+
     from ent_harness.modeling import attach_lora
     from ent_harness.planning import plan
 
@@ -212,8 +214,8 @@ def tables(results: dict[str, Any]) -> str:
     if trained:
         lines += [
             "",
-            "| model | batch x seq | s / step | peak allocated (GiB) | peak reserved (GiB) | device peak (GiB) "
-            "| `ent plan` allocated (GiB) | `ent plan` total (GiB) | plan / device | plan / allocated |",
+            ("| model | batch x seq | s / step | peak allocated (GiB) | peak reserved (GiB) | device peak (GiB) "
+             "| `ent plan` allocated (GiB) | `ent plan` total (GiB) | plan / device | plan / allocated |"),
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for rec in trained:
@@ -236,13 +238,13 @@ def section_text(results: dict[str, Any]) -> str:
     text = [
         SECTION,
         "",
-        "Every shipped model as a 4-bit shape twin (`--random-weights`: the model's exact config, seeded random "
-        "weights drawn on the GPU in bf16 and quantised to NF4 with double quantisation tensor by tensor; no "
-        "download). Load time and peak memory of `load_model` (twin, k-bit preparation with fp32 embeddings, "
-        "norms and lm_head), then the terminal activations of the factorial-v1 probe set (192 probes, batches of "
-        f"{results['settings']['probe_batch_size']}, at most {results['settings']['probe_max_tokens']} tokens), "
-        "as a diagnostic step extracts them. Twins with no cached hub tokenizer use the byte-level tokenizer, so "
-        "probe sequences are longer than with the real tokenizer.",
+        ("Every shipped model as a 4-bit shape twin (`--random-weights`: the model's exact config, seeded random "
+         "weights drawn on the GPU in bf16 and quantised to NF4 with double quantisation tensor by tensor; no "
+         "download). Load time and peak memory of `load_model` (twin, k-bit preparation with fp32 embeddings, "
+         "norms and lm_head), then the terminal activations of the factorial-v1 probe set (192 probes, batches of "
+         f"{results['settings']['probe_batch_size']}, at most {results['settings']['probe_max_tokens']} tokens), "
+         "as a diagnostic step extracts them. Twins with no cached hub tokenizer use the byte-level tokenizer, so "
+         "probe sequences are longer than with the real tokenizer."),
         "",
         tables(results),
         "",
@@ -250,12 +252,12 @@ def section_text(results: dict[str, Any]) -> str:
     if trained:
         tr = trained[0]["train"]
         text += [
-            f"Training: LoRA r={tr['lora_r']} on the seven linears, gradient checkpointing, autocast bf16, random "
-            f"token ids, gradient clipping, torch AdamW; {tr['warmup_steps']} warm-up + {tr['steps']} timed steps. "
-            "Peaks are from the start of training (the loaded weights included). Device peak = peak reserved + CUDA context "
-            f"({fmt(tr.get('cuda_context_gib'))} GiB measured before the first model). `ent plan` total = its "
-            "allocated estimate + allocator overhead + CUDA context (docs/models.md); the acceptance bound is "
-            "|plan / device - 1| <= 0.15.",
+            (f"Training: LoRA r={tr['lora_r']} on the seven linears, gradient checkpointing, autocast bf16, random "
+             f"token ids, gradient clipping, torch AdamW; {tr['warmup_steps']} warm-up + {tr['steps']} timed steps. "
+             "Peaks are from the start of training (the loaded weights included). Device peak = peak reserved + "
+             f"CUDA context ({fmt(tr.get('cuda_context_gib'))} GiB measured before the first model). `ent plan` "
+             "total = its allocated estimate + allocator overhead + CUDA context (docs/models.md); the acceptance "
+             "bound is |plan / device - 1| <= 0.15."),
             "",
         ]
     text += [
@@ -270,7 +272,7 @@ def section_text(results: dict[str, Any]) -> str:
 def write_section(text: str, path: Path) -> None:
     """Replace (or append) only the model-zoo section of BENCHMARKS.md."""
     old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     if pattern.search(old):
         new = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", old, count=1)
     else:
@@ -306,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # twins never download; no network is needed or wanted
     import torch
+
     from ent_harness.modeling import quiet_libraries
     from ent_harness.plugin_manager import build_registry
     from ent_harness.specs import resolve_target

@@ -254,12 +254,9 @@ def load_tokenizer(spec: ModelSpec, source: WeightSource) -> tuple[Any, str]:
         try:
             return AutoTokenizer.from_pretrained(source.location), f"local:{source.location}"
         except Exception as exc:  # noqa: BLE001
-            if spec.hub_id:
-                try:
-                    return (AutoTokenizer.from_pretrained(spec.hub_id, local_files_only=True),
-                            f"hub cache:{spec.hub_id} (none in {source.location})")
-                except Exception:  # noqa: BLE001
-                    pass
+            cached = _cached_tokenizer(spec.hub_id)
+            if cached is not None:
+                return cached, f"hub cache:{spec.hub_id} (none in {source.location})"
             raise EntError(f"No tokenizer in {source.location} ({type(exc).__name__})",
                            "copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the checkout") from None
     if source.kind == "hub":
@@ -268,12 +265,21 @@ def load_tokenizer(spec: ModelSpec, source: WeightSource) -> tuple[Any, str]:
         except Exception as exc:  # noqa: BLE001
             raise hub_error(spec.hub_id or "?", exc) from None
     # A shape twin: the real tokenizer only if it is cached; never a download.
-    if spec.hub_id:
-        try:
-            return (AutoTokenizer.from_pretrained(spec.hub_id, local_files_only=True),
-                    f"hub cache:{spec.hub_id}")
-        except Exception:  # noqa: BLE001 - not cached: fall back below
-            pass
+    cached = _cached_tokenizer(spec.hub_id)
+    if cached is not None:
+        return cached, f"hub cache:{spec.hub_id}"
     tokenizer = resolve_target(TWIN_FALLBACK_TOKENIZER)()
     why = f"no cached tokenizer for {spec.hub_id}" if spec.hub_id else "the plugin names no tokenizer"
     return tokenizer, f"embedded byte-level tokenizer ({why}; ids 0-257 of the model's vocabulary)"
+
+
+def _cached_tokenizer(hub_id: str | None) -> Any | None:
+    """The hub tokenizer of ``hub_id`` if it is in the local cache (no network), else None."""
+    if not hub_id:
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(hub_id, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached (or unreadable): the caller falls back
+        return None

@@ -38,9 +38,10 @@ def _compare_models(twin, reference) -> None:
 def test_a_4bit_twin_is_what_from_pretrained_gives_for_the_same_weights(family: str, tmp_path) -> None:
     """Same seed in bf16, saved and loaded with the QLoRA BitsAndBytesConfig == the twin quantised on the fly."""
     import torch
+    from transformers import AutoModelForCausalLM
+
     from ent_harness.weights import bnb_config, build_twin
     from ent_plugins.models import tiny
-    from transformers import AutoModelForCausalLM
 
     config = getattr(tiny, f"{family}_config")()
     if family == "qwen2":
@@ -61,6 +62,7 @@ def test_a_4bit_twin_is_what_from_pretrained_gives_for_the_same_weights(family: 
 
 def test_twins_are_seeded() -> None:
     import torch
+
     from ent_harness.weights import build_twin
     from ent_plugins.models.tiny import mistral_config
 
@@ -74,8 +76,9 @@ def test_twins_are_seeded() -> None:
 
 
 def test_hub_failures_become_one_line_with_the_fixes(monkeypatch) -> None:
-    from ent_harness import weights
     from huggingface_hub import errors
+
+    from ent_harness import weights
 
     def make(cls):
         return cls.__new__(cls)  # no HTTP response needed: only the type matters

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, run_ent
+
 from ent_harness.cli import main
 from ent_harness.plugin_manager import build_registry
 
@@ -122,13 +123,8 @@ def test_tiny_twin_loads_in_4bit_lora_lands_on_the_seven_linears_and_pooling_is_
     import numpy as np
     import torch
     from bitsandbytes.nn import Linear4bit, Params4bit
-    from ent_harness.modeling import (
-        attach_lora,
-        load_model,
-        pool,
-        position_ids_from_mask,
-        terminal_activations,
-    )
+
+    from ent_harness.modeling import attach_lora, load_model, pool, position_ids_from_mask, terminal_activations
     from ent_harness.specs import ModelSpec
 
     spec = ModelSpec(name=f"twin-{family}", config=f"ent_plugins.models.tiny:{family}_config",
@@ -194,6 +190,7 @@ def test_tiny_twin_loads_in_4bit_lora_lands_on_the_seven_linears_and_pooling_is_
 
 def test_position_ids_count_real_tokens_only() -> None:
     import torch
+
     from ent_harness.modeling import position_ids_from_mask, right_align
 
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
