@@ -16,7 +16,7 @@ import click
 from . import __version__
 from .errors import EntError
 
-KINDS = ("model", "family", "companion", "probe_set", "metric", "experiment")
+KINDS = ("model", "family", "companion", "probe_set", "metric", "experiment", "executor")
 
 
 def _registry() -> Any:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .specs import CompanionSpec, ExperimentSpec, FamilySpec, MetricSpec, ModelSpec, ProbeSetSpec
+    from .specs import CompanionSpec, ExecutorSpec, ExperimentSpec, FamilySpec, MetricSpec, ModelSpec, ProbeSetSpec
 
 PROJECT_NAME = "ent"
 
@@ -89,6 +89,17 @@ def register_experiments(register: Callable[[ExperimentSpec], None]) -> None:
     """
 
 
+@hookspec
+def register_executors(register: Callable[[ExecutorSpec], None]) -> None:
+    """Register sweep executors (phase: load).
+
+    An executor runs the expanded runs of ``ent sweep`` somewhere: one after another or one per GPU on this
+    machine, as Ray tasks, as SLURM jobs. Call ``register(ExecutorSpec(...))`` with a lazy ``execute``
+    target ``f(tasks, context) -> list[dict]`` that calls ``context.runner(task, gpu)`` once per task
+    where the run should happen. Returns nothing.
+    """
+
+
 # Hook name -> component kind it registers (the order is the order of `ent list-plugins`).
 REGISTRATION_HOOKS: dict[str, str] = {
     "register_models": "model",
@@ -97,4 +108,5 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "register_probe_sets": "probe_set",
     "register_metrics": "metric",
     "register_experiments": "experiment",
+    "register_executors": "executor",
 }

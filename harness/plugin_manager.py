@@ -31,6 +31,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "ent_plugins.probes",
     "ent_plugins.metrics",
     "ent_plugins.experiments",
+    "ent_plugins.executors",
 )
 
 

@@ -209,6 +209,34 @@ class ExperimentSpec(ComponentSpec):
         _check_target("experiment", self.name, "run", self.run)
 
 
+@dataclass(frozen=True)
+class ExecutorSpec(ComponentSpec):
+    """Where the runs of a sweep execute (``ent sweep --executor NAME``).
+
+    ``execute`` is a lazy target ``f(tasks, context) -> list[dict]``: it receives the runs still to do as
+    :class:`ent_harness.sweep.SweepTask` objects and an :class:`ent_harness.sweep.ExecutorContext`, calls
+    ``context.runner(task, gpu)`` (by default :func:`ent_harness.sweep.run_task`, which skips, starts or
+    resumes one run as an ``ent run`` subprocess) wherever the work should happen, and returns one result
+    dict per task. ``settings`` lists the keys its table (``[NAME]``) in a sweep file may hold. ``requires``
+    names the modules it imports and ``extra`` the pip extra that installs them: a missing module stops the
+    sweep before anything starts with one line naming ``pip install "ent-harness[EXTRA]"``.
+    """
+
+    kind: ClassVar[str] = "executor"
+    execute: str = ""
+    settings: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_target("executor", self.name, "execute", self.execute)
+        for group, values in (("settings", self.settings), ("requires", self.requires)):
+            if not isinstance(values, tuple) or not all(isinstance(v, str) and v for v in values):
+                raise PluginSpecError(f"executor '{self.name}': {group} must be a tuple of non-empty strings")
+
+
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {
-    spec.kind: spec for spec in (FamilySpec, ModelSpec, CompanionSpec, ProbeSetSpec, MetricSpec, ExperimentSpec)
+    spec.kind: spec
+    for spec in (FamilySpec, ModelSpec, CompanionSpec, ProbeSetSpec, MetricSpec, ExperimentSpec, ExecutorSpec)
 }
