@@ -241,6 +241,9 @@ cli.add_command(probes_group)
 from .plan_cli import plan_command  # noqa: E402
 cli.add_command(plan_command)
 
+from .sweep_cli import sweep_group  # noqa: E402
+cli.add_command(sweep_group)
+
 
 def _wants_traceback(argv: list[str]) -> bool:
     return any(arg in ("-v", "--verbose") for arg in argv)
