@@ -1,0 +1,332 @@
+"""`ent sweep`: expansion and validation of sweep files, GPU placement of the local executor, and whole sweeps
+on a local Ray cluster (4 tiny runs; a crash resumed exactly) and through submitit's local executor."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT, run_ent
+from ent_harness.errors import EntError
+from ent_harness.plugin_manager import get_registry
+from ent_harness.sweep import (
+    ExecutorContext,
+    SweepTask,
+    _open_lock,
+    assess,
+    load_sweep,
+    planned_action,
+    run_name,
+    run_task,
+    status_rows,
+)
+
+TINY = REPO_ROOT / "examples" / "sweeps" / "tiny.toml"
+TINY_NAMES = ["tiny-qwen2-nl-s0", "tiny-qwen2-nl-s1", "tiny-qwen2-math-s0", "tiny-qwen2-math-s1"]
+NOT_COMPARED = {"wall_time_s", "diagnostic_time_s", "gpu_memory_gb"}
+ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def single_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def metric_records(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "diagnostics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if "event" not in r]
+
+
+def assert_same_values(a, b, where: str = "") -> None:
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), where
+        for key in a:
+            assert_same_values(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_values(x, y, f"{where}[{i}]")
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, rel=1e-9, abs=1e-12), where
+    else:
+        assert a == b, where
+
+
+def assert_same_trajectory(a: Path, b: Path) -> None:
+    ra, rb = metric_records(a), metric_records(b)
+    assert [r["step"] for r in ra] == [r["step"] for r in rb]
+    for x, y in zip(ra, rb):
+        assert_same_values({k: v for k, v in x.items() if k not in NOT_COMPARED},
+                           {k: v for k, v in y.items() if k not in NOT_COMPARED}, f"step {x['step']}")
+
+
+# ---- the sweep file -------------------------------------------------------------------------------------
+
+
+def test_tiny_sweep_expands_into_four_named_runs() -> None:
+    sweep = load_sweep(TINY, get_registry())
+    assert [run.name for run in sweep.runs] == TINY_NAMES
+    assert all(run.settings["steps"] == 20 and run.settings["diag_every"] == 10 for run in sweep.runs)
+    assert all(run.gpus == 0 for run in sweep.runs)  # the embedded tiny model runs on CPUs
+    assert sweep.runs[2].config["companion"] == "math" and sweep.runs[2].config["seq_len"] == 128  # model defaults
+
+
+def test_other_varied_settings_give_a_short_stable_suffix(tmp_path) -> None:
+    path = write(tmp_path / "s.toml", '[grid]\nmodel = ["tiny-qwen2"]\nlr = [1e-4, 2e-4]\ncompanion_share = [0.25]\n'
+                                      '[run]\nseed = 3\n')
+    names = [run.name for run in load_sweep(path, get_registry()).runs]
+    assert names == ["tiny-qwen2-nl-s3-lr0.0001-share0.25", "tiny-qwen2-nl-s3-lr0.0002-share0.25"]
+    assert run_name({"model": "m", "seed": 1, "probes": "sets/my probes.jsonl"}, ["probes"]) == "m-nl-s1-probesmy_probes"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[grid]\nmodel = ["tiny-qwen2"]\n[run]\nstepz = 3\n', "unknown setting 'stepz' in [run]"),
+        ('[grid]\nmodel = ["tiny-qwen2"]\n[gird]\nseed = [1]\n', "unknown table 'gird'"),
+        ('[run]\nmodel = "tiny-qwen2"\n', "the [grid] table is empty"),
+        ('[grid]\nmodel = ["tiny-qwen2"]\nseed = []\n', "[grid] seed is an empty list"),
+        ('[grid]\nmodel = ["no-such-model"]\n', "Unknown model 'no-such-model'"),
+        ('[grid]\ncompanion = ["nl", "mathh"]\n[run]\nmodel = "tiny-qwen2"\n', "Unknown companion 'mathh'"),
+        ('[grid]\nmodel = ["tiny-qwen2"]\n[slurm]\npartiton = "gpu"\n', "unknown key 'partiton' in [slurm]"),
+        ('[grid]\nmodel = ["tiny-qwen2"]\n[run]\nout = "x"\n', "unknown setting 'out' in [run]"),
+        ('[grid]\nmodel = ["tiny-qwen2"]\nseed = [0]\n[run]\nseed = 1\n', "'seed' is both in [grid] and in [run]"),
+        ('[grid]\nmodel = ["tiny-qwen2"]\n[run]\nsteps = 0\n', "Invalid steps 0"),
+        ('[grid]\nseed = 1\n[run]\nmodel = "tiny-qwen2"\n', "[grid] seed must be a list"),
+    ],
+)
+def test_bad_sweep_files_are_refused_with_the_problem_named(tmp_path, text: str, message: str) -> None:
+    with pytest.raises(EntError) as error:
+        load_sweep(write(tmp_path / "bad.toml", text), get_registry())
+    assert message in error.value.one_line()
+
+
+def test_cli_errors_are_one_line_with_exit_2(tmp_path) -> None:
+    bad = write(tmp_path / "bad.toml", '[grid]\nmodel = ["tiny-qwen2"]\n[run]\nstepz = 3\n')
+    assert "unknown setting 'stepz'" in single_error_line(run_ent("sweep", str(bad), "--out", str(tmp_path / "o")))
+    line = single_error_line(run_ent("sweep", str(TINY), "--ray-address", "auto", "--out", str(tmp_path / "o")))
+    assert "--ray-address applies to the ray executor" in line
+    assert "Unknown executor 'dask'" in single_error_line(run_ent("sweep", str(TINY), "--executor", "dask"))
+    assert "holds no sweep.json" in single_error_line(run_ent("sweep", "status", str(tmp_path)))
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("executor", "module", "extra"), [("ray", "ray", "ray"), ("slurm", "submitit", "slurm")])
+def test_a_missing_executor_package_names_the_extra(tmp_path, executor: str, module: str, extra: str) -> None:
+    code = (f"import sys; sys.modules[{module!r}] = None; from ent_harness.cli import main; "
+            f"main(['sweep', {str(TINY)!r}, '--executor', {executor!r}, '--out', {str(tmp_path / 'o')!r}])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    line = single_error_line(result)
+    assert f"needs the '{module}' package" in line and f'pip install "ent-harness[{extra}]"' in line
+
+
+def test_dry_run_lists_the_plan_and_writes_nothing(tmp_path) -> None:
+    result = run_ent("sweep", str(TINY), "--out", str(tmp_path / "o"), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[:2] for line in result.stdout.splitlines()] == [["start", n] for n in TINY_NAMES]
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_listing_imports_no_ray_submitit_or_torch() -> None:
+    code = ("import sys; from ent_harness.cli import plugin_rows; rows = plugin_rows('executor'); "
+            "print(sorted(r['name'] for r in rows), [m for m in ('ray', 'submitit', 'torch') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['local', 'ray', 'slurm'] []"
+
+
+# ---- run directories and the lock ---------------------------------------------------------------------------
+
+
+def test_a_run_started_with_other_settings_is_refused_and_steps_may_grow(tmp_path) -> None:
+    sweep = load_sweep(TINY, get_registry())
+    run = sweep.runs[0]
+    run_dir = tmp_path / "runs" / run.name
+    run_dir.mkdir(parents=True)
+    assert assess(run, tmp_path) == "start"
+    record = {"status": "finished", "config": {**run.config, "lr": 0.5, "inject_faults": ["crash@3"]}}
+    (run_dir / "run.json").write_text(json.dumps(record))
+    with pytest.raises(EntError, match="started with lr = 0.5"):
+        assess(run, tmp_path)
+    record["config"]["lr"] = run.config["lr"]
+    (run_dir / "run.json").write_text(json.dumps(record))
+    assert assess(run, tmp_path) == "skip"  # an injected fault does not make it another run
+    assert planned_action(record, 40) == "extend"
+    assert planned_action({**record, "status": "running"}, 20) == "resume"
+    assert planned_action({**record, "status": "diverged"}, 20) == "skip"
+
+
+def test_a_run_another_process_works_on_is_left_alone(tmp_path) -> None:
+    task = SweepTask("r", str(tmp_path), {"model": "tiny-qwen2"}, 20)
+    lock = _open_lock(tmp_path / "state" / "r.lock")
+    try:
+        assert run_task(task)["action"] == "busy"
+    finally:
+        import os
+
+        os.close(lock)
+    assert not (tmp_path / "runs" / "r").exists()
+
+
+# ---- GPU placement of the local executor (fake GPUs, a stub runner) --------------------------------------------
+
+
+def test_local_executor_spreads_runs_over_gpu_slots_two_at_a_time(tmp_path, monkeypatch) -> None:
+    from ent_plugins.executors.local import execute, gpu_slots
+
+    monkeypatch.delenv("ENT_SWEEP_GPUS", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert gpu_slots() == ["2", "3"] and gpu_slots(1) == ["2"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setenv("ENT_SWEEP_GPUS", "3")
+    assert gpu_slots() == ["0", "1", "2"] and gpu_slots(0) == []
+
+    lock = threading.Lock()
+    running: dict[str, str] = {}
+    log: list[tuple[str, str, int]] = []
+
+    def runner(task: SweepTask, gpu: str | None, executor: str) -> dict:
+        with lock:
+            assert gpu not in running.values(), "two runs on one GPU"
+            running[task.name] = gpu
+            log.append((task.name, gpu, len(running)))
+        time.sleep(0.3)
+        with lock:
+            del running[task.name]
+        return {"name": task.name, "status": "finished", "gpu": gpu}
+
+    tasks = [SweepTask(f"run{i}", str(tmp_path), {}, 1) for i in range(4)]
+    results = execute(tasks, ExecutorContext(tmp_path, {"gpus": 2}, runner=runner, echo=lambda line: None))
+    assert sorted(r["name"] for r in results) == [t.name for t in tasks]
+    assert [entry[1] for entry in log[:2]] == ["0", "1"]  # the first two runs start on GPU 0 and GPU 1
+    assert max(entry[2] for entry in log) == 2  # two at a time
+    assert {entry[1] for entry in log} == {"0", "1"}
+    sequential: list[str | None] = []
+    execute(tasks[:2], ExecutorContext(tmp_path, {"gpus": 0}, echo=lambda line: None,
+                                       runner=lambda task, gpu, executor: sequential.append(gpu) or {"name": task.name}))
+    assert sequential == [None, None]
+
+
+@pytest.mark.slow
+def test_local_sweep_pins_each_run_to_its_gpu_slot(tmp_path) -> None:
+    sweep = write(tmp_path / "two.toml", '[grid]\nmodel = ["tiny-qwen2"]\nseed = [7, 8]\n[run]\nsteps = 2\ndiag_every = 2\n')
+    out = tmp_path / "out"
+    result = run_ent("sweep", str(sweep), "--gpus", "2", "--out", str(out), env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {row["name"]: row for row in json.loads(run_ent("sweep", "status", str(out), "--json").stdout)}
+    assert {row["status"] for row in rows.values()} == {"finished"}
+    assert sorted(row["gpu"] for row in rows.values()) == ["0", "1"]
+    states = [json.loads((out / "state" / f"{name}.json").read_text()) for name in rows]
+    assert all(s["attempts"][0]["executor"] == "local" and s["attempts"][0]["exit_code"] == 0 for s in states)
+
+
+# ---- Ray --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_sweep(tmp_path_factory) -> tuple[Path, float]:
+    pytest.importorskip("ray")
+    out = tmp_path_factory.mktemp("ray") / "tiny"
+    start = time.perf_counter()
+    result = run_ent("sweep", str(TINY), "--executor", "ray", "--out", str(out), env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_ray_sweep_runs_four_runs_and_a_second_invocation_skips_them(ray_sweep) -> None:
+    out, first = ray_sweep
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert [run["name"] for run in manifest["runs"]] == TINY_NAMES and manifest["executor"] == "ray"
+    for name in TINY_NAMES:
+        record = json.loads((out / "runs" / name / "run.json").read_text())
+        assert record["status"] == "finished" and record["step"] == 20
+        assert [r["step"] for r in metric_records(out / "runs" / name)] == [0, 10, 20]
+    before = {name: ((out / "runs" / name / "run.json").read_text(), (out / "runs" / name / "diagnostics.jsonl").read_text(),
+                     (out / "state" / f"{name}.json").read_text()) for name in TINY_NAMES}
+    start = time.perf_counter()
+    again = run_ent("sweep", str(TINY), "--executor", "ray", "--out", str(out), env=ENV)
+    second = time.perf_counter() - start
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to do" in again.stderr and "ray: starting" not in again.stderr
+    assert second < 60, f"the second invocation took {second:.1f} s"
+    for name in TINY_NAMES:
+        after = ((out / "runs" / name / "run.json").read_text(), (out / "runs" / name / "diagnostics.jsonl").read_text(),
+                 (out / "state" / f"{name}.json").read_text())
+        assert after == before[name]
+        assert json.loads(after[0])["started"] == json.loads(before[name][0])["started"]
+    print(f"\nray sweep: first invocation {first:.1f} s, second {second:.2f} s")
+    rows = json.loads(run_ent("sweep", "status", str(out), "--json").stdout)
+    assert [(r["name"], r["status"], r["step"], r["steps"], r["executor"]) for r in rows] == [
+        (name, "finished", 20, 20, "ray") for name in TINY_NAMES]
+    assert all(isinstance(r["ei"], float) and not r["active"] for r in rows)
+    table = run_ent("sweep", "status", str(out))
+    assert table.returncode == 0 and "tiny-qwen2-math-s1" in table.stdout and "20/20" in table.stdout
+
+
+@pytest.mark.slow
+def test_a_run_killed_on_a_ray_worker_resumes_exactly_on_the_next_invocation(tmp_path, ray_sweep) -> None:
+    reference = ray_sweep[0] / "runs" / "tiny-qwen2-nl-s0"
+    text = TINY.read_text().replace('companion = ["nl", "math"]', 'companion = ["nl"]').replace("seed = [0, 1]", "seed = [0]")
+    crashing = write(tmp_path / "crash.toml", text + 'inject_faults = ["crash@15"]\n')  # SIGKILL at step 15
+    out = tmp_path / "out"
+    first = run_ent("sweep", str(crashing), "--executor", "ray", "--out", str(out), env=ENV)
+    assert first.returncode == 1, first.stderr[-3000:]
+    assert "exit code -9" in first.stderr
+    run_dir = out / "runs" / "tiny-qwen2-nl-s0"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"  # killed mid-run
+    (row,) = json.loads(run_ent("sweep", "status", str(out), "--json").stdout)
+    assert row["status"] == "running" and not row["active"] and row["step"] == 10
+    second = run_ent("sweep", str(write(tmp_path / "same.toml", text)), "--executor", "ray", "--out", str(out), env=ENV)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "(1 to resume)" in second.stderr
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "finished" and record["faults_fired"] == []
+    state = json.loads((out / "state" / "tiny-qwen2-nl-s0.json").read_text())
+    assert [(a["action"], a["exit_code"]) for a in state["attempts"]] == [("start", -9), ("resume", 0)]
+    assert_same_trajectory(run_dir, reference)
+
+
+# ---- SLURM through submitit's local executor ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_slurm_executor_through_submitit_local_finishes_then_skips(tmp_path) -> None:
+    pytest.importorskip("submitit")
+    sweep = write(tmp_path / "slurm.toml", '[grid]\nmodel = ["tiny-qwen2"]\nseed = [5]\n[run]\nsteps = 4\ndiag_every = 2\n'
+                                           '[slurm]\npartition = "gpu"\ntime = "00:20:00"\narray = true\n')
+    out = tmp_path / "out"
+    result = run_ent("sweep", str(sweep), "--executor", "slurm", "--slurm-cluster", "local", "--out", str(out), env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "submitit (local)" in result.stderr
+    run_dir = out / "runs" / "tiny-qwen2-nl-s5"
+    record = json.loads(run_dir.joinpath("run.json").read_text())
+    assert record["status"] == "finished" and record["step"] == 4
+    state = json.loads((out / "state" / "tiny-qwen2-nl-s5.json").read_text())
+    assert [a["executor"] for a in state["attempts"]] == ["slurm"]
+    assert any((out / "slurm").iterdir())  # submitit's job folders (logs, pickles)
+    again = run_ent("sweep", str(sweep), "--executor", "slurm", "--slurm-cluster", "local", "--out", str(out), env=ENV)
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+    assert json.loads(run_dir.joinpath("run.json").read_text())["started"] == record["started"]
+    assert [r["status"] for r in status_rows(out)] == ["finished"]
+
+
+def test_slurm_time_formats() -> None:
+    pytest.importorskip("submitit")
+    from ent_plugins.executors.slurm_executor import minutes
+
+    assert [minutes(v) for v in (90, "90", "10:30", "04:00:00", "1-00", "2-12:30:00")] == [90, 90, 11, 240, 1440, 3630]
+    with pytest.raises(EntError):
+        minutes("soon")
