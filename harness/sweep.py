@@ -36,7 +36,7 @@ import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ ABBREVIATIONS = {
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # ---- the sweep file ---------------------------------------------------------------------------------
@@ -163,6 +163,24 @@ def run_name(settings: Mapping[str, Any], varied: list[str]) -> str:
     return name
 
 
+def _absolute_paths(settings: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths in a sweep file (a probes file, ``model_path``, ``init_adapter``) are relative to the
+    file, made absolute so that every worker, whatever its working directory, finds them."""
+    fixed = dict(settings)
+    probes = fixed.get("probes")
+    if isinstance(probes, str) and (probes.endswith(".jsonl") or (base / probes).is_file()):
+        fixed["probes"] = str((base / probes).resolve())
+    if isinstance(fixed.get("model_path"), str):
+        fixed["model_path"] = str((base / fixed["model_path"]).resolve())
+    adapter = fixed.get("init_adapter")
+    if isinstance(adapter, str):
+        run_dir, sep, step = adapter.rpartition(":")
+        if not (sep and step.isdigit()):
+            run_dir, sep, step = adapter, "", ""
+        fixed["init_adapter"] = str((base / run_dir).resolve()) + sep + step
+    return fixed
+
+
 def load_sweep(path: str | Path, registry: Any) -> Sweep:
     """Read, validate and expand a sweep file; every run's settings are resolved (and checked) up front."""
     from .config import resolve_run_config
@@ -222,7 +240,7 @@ def load_sweep(path: str | Path, registry: Any) -> Sweep:
     varied = list(grid)
     runs: list[SweepRun] = []
     for combination in itertools.product(*grid.values()):
-        settings = {**dict(zip(varied, combination)), **fixed}
+        settings = _absolute_paths({**dict(zip(varied, combination)), **fixed}, path.parent)
         model_spec = registry.get("model", settings["model"])
         for role in ("companion", "primary"):
             if role in settings:
@@ -345,16 +363,22 @@ def run_command(task: SweepTask, action: str) -> list[str]:
 
 
 def _open_lock(path: Path) -> int | None:
-    """An fd holding an exclusive flock on ``path``, or None when another process holds it."""
+    """An fd holding an exclusive flock on ``path``, or None when another process holds it.
+
+    On a filesystem without flock support (Lustre mounted without ``-o flock``) the fd comes back unlocked:
+    the run goes ahead as it would without the lock, rather than being reported busy forever.
+    """
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         os.close(fd)
         return None
+    except OSError:
+        pass  # no lock support here
     return fd
 
 
@@ -367,8 +391,10 @@ def lock_is_held(path: Path) -> bool:
     fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         return True
+    except OSError:
+        return False  # no lock support: nothing to tell
     finally:
         os.close(fd)
     return False

@@ -82,7 +82,7 @@ def _parallel(tasks: list[SweepTask], context: ExecutorContext, gpus: list[str])
                     return
                 task = queue.popleft()
                 need = min(max(1, task.gpus), len(gpus))
-                condition.wait_for(lambda: len(free) >= need)
+                condition.wait_for(lambda need=need: len(free) >= need)
                 mine = [free.pop(0) for _ in range(need)]
             placed = ",".join(mine)
             context.echo(f"{task.name}: running on GPU {placed}")

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import submitit
-
 from ent_harness.errors import EntError
 from ent_harness.sweep import ExecutorContext, SweepTask, describe, failed_result
 
