@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO_ROOT, run_ent
+from conftest import REPO_ROOT, ent_command, run_ent
 from ent_harness.errors import EntError
 from ent_harness.plugin_manager import get_registry
 from ent_harness.sweep import (
@@ -92,6 +91,16 @@ def test_other_varied_settings_give_a_short_stable_suffix(tmp_path) -> None:
     assert run_name({"model": "m", "seed": 1, "probes": "sets/my probes.jsonl"}, ["probes"]) == "m-nl-s1-probesmy_probes"
 
 
+def test_relative_paths_are_relative_to_the_sweep_file(tmp_path) -> None:
+    folder = tmp_path / "sweeps"
+    folder.mkdir()
+    path = write(folder / "s.toml", '[grid]\nmodel = ["tiny-qwen2"]\n[run]\nprobes = "my.jsonl"\n'
+                                   'init_adapter = "../parent:10"\n')
+    (run,) = load_sweep(path, get_registry()).runs
+    assert run.settings["probes"] == str(folder / "my.jsonl")
+    assert run.settings["init_adapter"] == f"{tmp_path / 'parent'}:10"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -128,7 +137,7 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path) -> None:
 def test_a_missing_executor_package_names_the_extra(tmp_path, executor: str, module: str, extra: str) -> None:
     code = (f"import sys; sys.modules[{module!r}] = None; from ent_harness.cli import main; "
             f"main(['sweep', {str(TINY)!r}, '--executor', {executor!r}, '--out', {str(tmp_path / 'o')!r}])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     line = single_error_line(result)
     assert f"needs the '{module}' package" in line and f'pip install "ent-harness[{extra}]"' in line
 
@@ -277,7 +286,7 @@ def test_ray_sweep_runs_four_runs_and_a_second_invocation_skips_them(ray_sweep) 
 
 
 @pytest.mark.slow
-def test_a_run_killed_on_a_ray_worker_resumes_exactly_on_the_next_invocation(tmp_path, ray_sweep) -> None:
+def test_a_run_sigkilled_on_ray_resumes_exactly_on_the_next_invocation(tmp_path, ray_sweep) -> None:
     reference = ray_sweep[0] / "runs" / "tiny-qwen2-nl-s0"
     text = TINY.read_text().replace('companion = ["nl", "math"]', 'companion = ["nl"]').replace("seed = [0, 1]", "seed = [0]")
     crashing = write(tmp_path / "crash.toml", text + 'inject_faults = ["crash@15"]\n')  # SIGKILL at step 15
@@ -296,6 +305,39 @@ def test_a_run_killed_on_a_ray_worker_resumes_exactly_on_the_next_invocation(tmp
     assert record["status"] == "finished" and record["faults_fired"] == []
     state = json.loads((out / "state" / "tiny-qwen2-nl-s0.json").read_text())
     assert [(a["action"], a["exit_code"]) for a in state["attempts"]] == [("start", -9), ("resume", 0)]
+    assert_same_trajectory(run_dir, reference)
+
+
+@pytest.mark.slow
+def test_a_killed_ray_worker_leaves_a_run_the_next_invocation_resumes_exactly(tmp_path, ray_sweep) -> None:
+    import os
+    import signal
+
+    from ent_harness.sweep import lock_is_held
+
+    reference = ray_sweep[0] / "runs" / "tiny-qwen2-nl-s0"
+    text = TINY.read_text().replace('companion = ["nl", "math"]', 'companion = ["nl"]').replace("seed = [0, 1]", "seed = [0]")
+    sweep = write(tmp_path / "one.toml", text)
+    out = tmp_path / "out"
+    run_dir, state = out / "runs" / "tiny-qwen2-nl-s0", out / "state" / "tiny-qwen2-nl-s0.json"
+    driver = subprocess.Popen([*ent_command(), "sweep", str(sweep), "--executor", "ray", "--out", str(out)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV})
+    deadline = time.time() + 300
+    while not (run_dir / "checkpoints" / "step-10").is_dir():
+        assert driver.poll() is None, driver.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    worker = json.loads(state.read_text())["attempts"][0]["worker_pid"]
+    os.kill(worker, signal.SIGKILL)  # the Ray worker running the task dies; its `ent run` gets SIGTERM
+    assert driver.wait(timeout=120) == 1
+    while lock_is_held(out / "state" / "tiny-qwen2-nl-s0.lock"):  # the run process saves and stops
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert json.loads((run_dir / "run.json").read_text())["status"] in ("interrupted", "running")
+    again = run_ent("sweep", str(sweep), "--executor", "ray", "--out", str(out), env=ENV)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(1 to resume)" in again.stderr
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
     assert_same_trajectory(run_dir, reference)
 
 
