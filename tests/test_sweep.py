@@ -4,6 +4,8 @@ on a local Ray cluster (4 tiny runs; a crash resumed exactly) and through submit
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -183,8 +185,6 @@ def test_a_run_another_process_works_on_is_left_alone(tmp_path) -> None:
     try:
         assert run_task(task)["action"] == "busy"
     finally:
-        import os
-
         os.close(lock)
     assert not (tmp_path / "runs" / "r").exists()
 
@@ -310,9 +310,6 @@ def test_a_run_sigkilled_on_ray_resumes_exactly_on_the_next_invocation(tmp_path,
 
 @pytest.mark.slow
 def test_a_killed_ray_worker_leaves_a_run_the_next_invocation_resumes_exactly(tmp_path, ray_sweep) -> None:
-    import os
-    import signal
-
     from ent_harness.sweep import lock_is_held
 
     reference = ray_sweep[0] / "runs" / "tiny-qwen2-nl-s0"
@@ -372,3 +369,40 @@ def test_slurm_time_formats() -> None:
     assert [minutes(v) for v in (90, "90", "10:30", "04:00:00", "1-00", "2-12:30:00")] == [90, 90, 11, 240, 1440, 3630]
     with pytest.raises(EntError):
         minutes("soon")
+
+
+def test_slurm_settings_become_sbatch_options(tmp_path, monkeypatch) -> None:
+    submitit = pytest.importorskip("submitit")
+    from ent_plugins.executors.slurm_executor import _parameters
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    write(fake / "srun", "#!/bin/sh\nexit 0\n").chmod(0o755)  # submitit only checks that srun exists
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    executor = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="slurm")
+    settings = {"partition": "gpu", "time": "04:00:00", "account": "acct", "qos": "high", "mem_gb": 64,
+                "array_parallelism": 4, "setup": ["module load cuda"], "additional": {"exclusive": True}}
+    executor.update_parameters(**_parameters(settings, 1, "paper"))
+    script = executor._executor._make_submission_file_text("python -m job", "uid")
+    for option in ("--partition=gpu", "--time=240", "--gpus-per-node=1", "--cpus-per-task=8", "--mem=64GB",
+                   "--account=acct", "--qos=high", "--exclusive", "--job-name=ent-paper"):
+        assert f"#SBATCH {option}" in script, option
+    assert "module load cuda" in script
+    assert _parameters({}, 0, "tiny")["gpus_per_node"] == 0 and _parameters({}, 0, "tiny")["cpus_per_task"] == 1
+
+
+@pytest.mark.parametrize("array", [True, False])
+def test_slurm_executor_runs_each_task_once_as_a_job_or_an_array(tmp_path, array: bool) -> None:
+    pytest.importorskip("submitit")
+    from ent_plugins.executors.slurm_executor import execute
+
+    def runner(task: SweepTask, gpu: str | None, executor: str) -> dict:
+        return {"name": task.name, "status": "finished", "executor": executor}
+
+    tasks = [SweepTask(f"run{i}", str(tmp_path), {}, 1) for i in range(3)]
+    context = ExecutorContext(tmp_path, {"cluster": "debug", "array": array, "partition": "gpu"}, runner=runner,
+                              echo=lambda line: None)
+    results = execute(tasks, context)
+    assert sorted((r["name"], r["executor"]) for r in results) == [(t.name, "slurm") for t in tasks]
+    with pytest.raises(EntError, match="submitit"):
+        execute(tasks, ExecutorContext(tmp_path, {"cluster": "nowhere"}, runner=runner, echo=lambda line: None))

@@ -84,8 +84,10 @@ def execute(tasks: list[SweepTask], context: ExecutorContext) -> list[dict[str, 
     folder = Path(context.out) / SLURM_DIR / "%j"
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster=settings.get("cluster") or None)
-    except ValueError as exc:
-        raise EntError(f"submitit: {exc}", 'set cluster = "slurm", "local" or "debug" under [slurm]') from None
+    except (ValueError, RuntimeError) as exc:  # an unknown cluster; cluster = "slurm" where there is no srun
+        raise EntError(f"submitit: {' '.join(str(exc).split())}",
+                       'run on a SLURM login node, or set cluster = "local" under [slurm] (or --slurm-cluster local)'
+                       ) from None
     context.echo(f"slurm: submitting through submitit ({executor.cluster})")
     submitted: list[tuple[Any, SweepTask]] = []
     job = RunJob(context.runner)
