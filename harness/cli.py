@@ -107,6 +107,12 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 @click.option("--optimizer", type=click.Choice(["auto", "adamw", "paged_adamw", "adamw8bit", "paged_adamw8bit"]),
               help="auto: paged 32-bit AdamW on CUDA with bitsandbytes, torch AdamW otherwise.")
 @click.option("--gradient-checkpointing", type=click.Choice(["auto", "on", "off"]), help="auto: on for CUDA.")
+@click.option("--speed", type=click.Choice(["auto", "fast", "low-memory", "plain"]),
+              help="auto: fast on CUDA (same numbers, see docs/protocol.md), plain on CPU.")
+@click.option("--low-memory", "speed", flag_value="low-memory", help="Same as --speed low-memory.")
+@click.option("--memory-budget", "memory_budget_gib", type=float, metavar="GIB",
+              help="GPU memory --speed fast may plan for (default 72 GiB: an 80 GB card).")
+@click.option("--gpus", type=int, help="Data-parallel over this many GPUs of this host (default 1).")
 @click.option("--checkpoint-every", type=int, help="Also checkpoint every K steps (default: at diagnostic steps).")
 @click.option("--max-rollbacks", type=int, help="Non-finite rollbacks before stopping as diverged (default 3).")
 @click.option("--quantize", type=click.Choice(["auto", "nf4", "none"]), help="4-bit NF4 base (auto: where bitsandbytes works).")
@@ -143,6 +149,9 @@ def run_command(config_file: str | None, out: str | None, force: bool, resume_di
     companion = flags.get("companion") or file_values.get("companion") or "nl"
     registry.get("companion", companion)
     config = resolve_run_config(dict(model_spec.run_defaults), file_values, {**flags, "out": out})
+    from .distributed import check_gpus
+
+    check_gpus(config.gpus, config.device)  # before the run directory is made
     run_dir = Path(config.out or f"runs/{config.model}-{config.companion}-s{config.seed}")
     _run_with_progress(prepare_run(config, registry, run_dir, force))
 

@@ -20,6 +20,7 @@ QUANT_MODES = ("auto", "nf4", "none")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("auto", "adamw", "paged_adamw", "adamw8bit", "paged_adamw8bit")
 SWITCHES = ("auto", "on", "off")
+SPEED_MODES = ("auto", "fast", "low-memory", "plain")  # harness/speed.py says what each does
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class RunConfig:
     weight_decay: float = 0.0
     optimizer: str = "auto"
     gradient_checkpointing: str = "auto"
+    speed: str = "auto"
+    memory_budget_gib: float | None = None
+    gpus: int = 1
     max_rollbacks: int = 3
     rollback_lr_factor: float = 0.5
     snapshot_every: int = 50
@@ -88,6 +92,12 @@ class RunConfig:
             raise EntError(f"Invalid device {self.device!r}", f"choose one of {', '.join(DEVICES)}")
         if self.optimizer not in OPTIMIZERS:
             raise EntError(f"Invalid optimizer {self.optimizer!r}", f"choose one of {', '.join(OPTIMIZERS)}")
+        if self.speed not in SPEED_MODES:
+            raise EntError(f"Invalid speed {self.speed!r}", f"choose one of {', '.join(SPEED_MODES)}")
+        if self.memory_budget_gib is not None and not float(self.memory_budget_gib) > 0:
+            raise EntError(f"Invalid memory_budget_gib {self.memory_budget_gib!r}", "give a positive number of GiB")
+        if not isinstance(self.gpus, int) or isinstance(self.gpus, bool) or self.gpus < 1:
+            raise EntError(f"Invalid gpus {self.gpus!r}", "--gpus takes a positive integer")
         if self.gradient_checkpointing not in SWITCHES:
             raise EntError(f"Invalid gradient_checkpointing {self.gradient_checkpointing!r}", "choose auto, on or off")
         for name in ("max_rollbacks", "keep_checkpoints", "snapshot_every"):

@@ -58,7 +58,9 @@ def resolve_device(requested: str) -> Any:
     if requested == "cuda" and not torch.cuda.is_available():
         raise EntError("--device cuda was asked for but no CUDA GPU is visible", "use --device cpu or auto")
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda":  # the current GPU by index (a data-parallel worker has set its own)
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(requested)
 
 

@@ -15,6 +15,16 @@ def run_with_progress(prepared: Any) -> dict[str, Any]:
     console = Console(stderr=True)
     verb = "resuming" if prepared.record.get("status") == "resuming" else "ent run"
     console.print(f"[bold]{verb}[/bold] {config.model} + {config.companion}, seed {config.seed} -> {run_dir}")
+    if config.gpus > 1:
+        from .distributed import check_gpus, launch
+        from .run import read_run_record
+
+        check_gpus(config.gpus, config.device)
+        console.print(f"data-parallel over {config.gpus} {'processes' if config.device == 'cpu' else 'GPUs'}")
+        launch(prepared, config.gpus)
+        record = read_run_record(run_dir)
+        console.print(f"status: [bold]{record.get('status')}[/bold]; report: {run_dir / 'report.md'}")
+        return record
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

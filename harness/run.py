@@ -35,6 +35,8 @@ from .rundir import (
 )
 from .schedule import diagnostic_steps
 from .specs import resolve_target
+from .distributed import rank_and_world
+from .speed import apply_speed, plan_speed, resolve_mode
 from .trainer import ProgressCallback, Trainer
 
 __all__ = ["PreparedRun", "execute_run", "prepare_resume", "prepare_run", "resolve_init_adapter"]
@@ -111,9 +113,11 @@ class PreparedRun:
     faults: FaultPlan
     resume_from: Path | None = None
     redo_diagnostic: bool = False
+    writer: bool = True  # False on the ranks > 0 of a data-parallel run: they write nothing
 
     def save_record(self) -> None:
-        write_json(self.run_dir / RUN_FILE, self.record)
+        if self.writer:
+            write_json(self.run_dir / RUN_FILE, self.record)
 
 
 def _resolve_components(config: RunConfig, registry: Registry) -> tuple[Any, Any, Any, list[Probe], str, list[Any]]:
@@ -191,12 +195,14 @@ def execute_run(prepared: PreparedRun, on_progress: ProgressCallback | None = No
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["finished"] = _now()
         prepared.save_record()
-        write_run_report(prepared.run_dir, record)
+        if prepared.writer:
+            write_run_report(prepared.run_dir, record)
         raise
     record["status"] = status
     record["finished"] = _now()
     prepared.save_record()
-    write_run_report(prepared.run_dir, record)
+    if prepared.writer:
+        write_run_report(prepared.run_dir, record)
     return record
 
 
@@ -211,6 +217,7 @@ def _train(prepared: PreparedRun, on_progress: ProgressCallback | None) -> str:
                         config.random_weights)
     checkpointing = config.gradient_checkpointing == "on" or (
         config.gradient_checkpointing == "auto" and loaded.device.type == "cuda")
+    speed_mode = resolve_mode(config.speed, loaded.device.type)
     if config.init_adapter:
         parent = record["parent"] or resolve_init_adapter(config.init_adapter, config.model)
         model = load_adapter(loaded, parent["adapter"], trainable=True, gradient_checkpointing=checkpointing)
@@ -220,6 +227,9 @@ def _train(prepared: PreparedRun, on_progress: ProgressCallback | None) -> str:
         model = attach_lora(loaded, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets,
                             gradient_checkpointing=checkpointing)
         record["lora"] = {"r": config.lora_r, "alpha": config.lora_alpha, "source": "new"}
+    speed = apply_speed(model, loaded, plan_speed(model, loaded, config, speed_mode, checkpointing,
+                                                  config.memory_budget_gib))
+    checkpointing = speed.recomputed_layers > 0 if speed_mode != "plain" else checkpointing
     record.update({
         "status": "running",
         "quantization": loaded.quantization,
@@ -227,6 +237,8 @@ def _train(prepared: PreparedRun, on_progress: ProgressCallback | None) -> str:
         "device": str(loaded.device),
         "family": loaded.family.name,
         "gradient_checkpointing": checkpointing,
+        "world_size": rank_and_world()[1],
+        "speed": speed.to_record(),
         "lora_targets": sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                                 if hasattr(module, "lora_A") and name}),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -246,10 +258,11 @@ def _train(prepared: PreparedRun, on_progress: ProgressCallback | None) -> str:
     purge = None
     if prepared.resume_from is not None:
         purge = int(json.loads((prepared.resume_from / "trainer_state.json").read_text())["step"]) + 1
-    reporter, tensorboard = open_tensorboard(prepared.run_dir, config.tensorboard, purge)
+    reporter, tensorboard = open_tensorboard(prepared.run_dir, config.tensorboard and prepared.writer, purge)
     record["tensorboard"] = tensorboard
     trainer = Trainer(config, prepared.run_dir, loaded, batches, prepared.probes, prepared.registry,
-                      prepared.metric_specs, prepared.faults, record, prepared.save_record, reporter, on_progress)
+                      prepared.metric_specs, prepared.faults, record, prepared.save_record, reporter, on_progress,
+                      speed=speed, writer=prepared.writer)
     prepared.save_record()
     status = trainer.run(prepared.resume_from, prepared.redo_diagnostic)
     record["companion_fraction"] = batches.companion_fraction

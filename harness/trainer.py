@@ -28,6 +28,8 @@ from .probes import Probe, probe_labels
 from .reporters import TensorBoardReporter
 from .rundir import DIAGNOSTICS_FILE, append_jsonl, save_adapter
 from .schedule import checkpoint_steps, diagnostic_steps
+from .distributed import all_reduce_sum, any_worker, rank_and_world
+from .speed import SpeedPlan, causal_lm_loss
 
 BASE_ACTIVATIONS_FILE = "base_activations.npy"
 ProgressCallback = Callable[[int, dict[str, Any]], None]
@@ -68,13 +70,36 @@ def _bnb_optimizers() -> bool:
     return True
 
 
+def forward_backward(model: Any, ids: Any, speed: SpeedPlan, decoder_path: str, grad_accum: int,
+                     poison: bool = False) -> float:
+    """One micro-batch: autocast-bf16 forward, loss / grad_accum, backward; returns the scaled loss.
+
+    bench/qlora_throughput.py times exactly this against the plain transformers + peft step.
+    """
+    import torch
+
+    with torch.autocast(device_type=ids.device.type, dtype=torch.bfloat16):
+        loss = causal_lm_loss(model, ids, speed.fused_loss, decoder_path) / grad_accum
+    if poison:  # --inject-fault nan-loss
+        loss = loss * float("nan")
+    loss.backward()
+    return float(loss.detach())
+
+
+def dropout_seed(seed: int, step: int, micro_batch: int) -> int:
+    """The RNG seed of one micro-batch's LoRA dropout: a function of (run seed, step, micro-batch index) only,
+    so a resumed run, a rolled-back step and an N-GPU run draw the masks a one-GPU run draws."""
+    return (seed * 1_000_003 + step * 4_099 + micro_batch) % (2**63 - 1)
+
+
 class Trainer:
     """One run's training loop. ``run()`` returns the final status."""
 
     def __init__(self, config: RunConfig, run_dir: Path, loaded: LoadedModel, batches: MixedBatches,
                  probes: list[Probe], registry: Any, metric_specs: list[Any], faults: FaultPlan,
                  record: dict[str, Any], save_record: Callable[[], None], reporter: TensorBoardReporter | None,
-                 on_progress: ProgressCallback | None = None) -> None:
+                 on_progress: ProgressCallback | None = None, speed: SpeedPlan | None = None,
+                 writer: bool = True) -> None:
         import torch
 
         self.config = config
@@ -89,6 +114,10 @@ class Trainer:
         self.save_record = save_record
         self.reporter = reporter
         self.on_progress = on_progress
+        self.speed = speed or SpeedPlan(mode="plain")
+        self.writer = writer  # rank 0 (or the only process) computes diagnostics and writes files
+        self.rank, self.world = rank_and_world()
+        self.decoder_path = loaded.family.layers_path.rsplit(".", 1)[0]
         self.texts = [p.text or "" for p in probes]
         self.labels = probe_labels(probes)
         self.probe_ids = [p.id for p in probes]
@@ -110,6 +139,8 @@ class Trainer:
 
     # ---- events ------------------------------------------------------------------------------------
     def event(self, step: int, kind: str, detail: str, **extra: Any) -> None:
+        if not self.writer:
+            return
         entry = {"step": step, "event": kind, "detail": detail, **extra}
         self.record.setdefault("events", []).append(entry)
         append_jsonl(self.run_dir / DIAGNOSTICS_FILE, entry)
@@ -175,7 +206,7 @@ class Trainer:
             "train_loss": float(np.mean(self.losses)) if self.losses else None,
             "lr": lr_at(step, self.config) * self.lr_factor if step else 0.0,
             "grad_norm": self.grad_norm if step else None,
-            "tokens_seen": step * self.config.batch_size * self.config.grad_accum * self.config.seq_len,
+            "tokens_seen": step * self.config.batch_size * self.config.grad_accum * self.world * self.config.seq_len,
             "companion_fraction": self.batches.companion_fraction,
             "wall_time_s": self.elapsed(),
             "diagnostic_time_s": time.perf_counter() - t0,
@@ -217,17 +248,18 @@ class Trainer:
                 self.restore(resume_from)
                 self.load_base_activations()
                 self.event(self.step, "resumed", f"from {resume_from.relative_to(self.run_dir)}")
-                if redo_diagnostic:
+                if redo_diagnostic and self.writer:
                     self.append_diagnostic_only(self.step)
-            else:
+            elif self.writer:
                 self.publish(0, self.diagnose(0))
             snapshot = Snapshot.take(self.step, self.trainable, self.optimizer)
             snapshot_losses = len(self.losses)
             self.model.train()
             device = self.loaded.device
             while self.step < self.config.steps:
-                if self.terminate:
-                    self.publish_interrupt()
+                if any_worker(self.terminate, device) if self.world > 1 else self.terminate:
+                    if self.writer:
+                        self.publish_interrupt()
                     return "interrupted"
                 step = self.step + 1
                 self.faults.maybe_crash(step)
@@ -235,14 +267,18 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 step_loss = 0.0
-                for _ in range(self.config.grad_accum):
-                    ids = torch.tensor(self.batches.next_batch(), dtype=torch.long, device=device)
-                    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-                        loss = self.model(input_ids=ids, labels=ids).loss / self.config.grad_accum
-                    if self.faults.take("nan-loss", step):
-                        loss = loss * float("nan")
-                    loss.backward()
-                    step_loss += float(loss.detach())
+                micro_batches = self.config.grad_accum * self.world
+                poison = self.faults.take("nan-loss", step)
+                for index in range(micro_batches):  # every worker reads the whole stream, computes its share
+                    batch = self.batches.next_batch()
+                    if index % self.world != self.rank:
+                        continue
+                    ids = torch.tensor(batch, dtype=torch.long, device=device)
+                    torch.manual_seed(dropout_seed(self.config.seed, step, index))
+                    step_loss += forward_backward(self.model, ids, self.speed, self.decoder_path, micro_batches,
+                                                  poison)
+                if self.world > 1:
+                    step_loss = self._sum_over_workers(step_loss, device)
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(self.trainable, self.config.max_grad_norm))
                 problem = None
                 updated = False
@@ -279,9 +315,11 @@ class Trainer:
                 self.losses.append(step_loss)
                 if self.reporter:
                     self.reporter.training_step(step, step_loss, lr, grad_norm)
-                diag = self.diagnose(step) if step in self.diag_steps else None
-                if diag is not None or step in self.ckpt_steps:
+                diag = self.diagnose(step) if step in self.diag_steps and self.writer else None
+                if self.writer and (diag is not None or step in self.ckpt_steps):
                     self.publish(step, diag)
+                elif step in self.diag_steps:
+                    self.losses.clear()  # as publish() does on the writer
                 if step in self.ckpt_steps or step % self.config.snapshot_every == 0:
                     snapshot = Snapshot.take(step, self.trainable, self.optimizer)
                     snapshot_losses = len(self.losses)
@@ -293,6 +331,14 @@ class Trainer:
                 signal.signal(sig, handler)
             if self.reporter:
                 self.reporter.close()
+
+    def _sum_over_workers(self, step_loss: float, device: Any) -> float:
+        """Sum the adapter gradients and the micro-batch losses of all workers (one all-reduce)."""
+        torch = self.torch
+        loss = torch.tensor([step_loss], dtype=torch.float32, device=device)
+        grads = [p.grad for p in self.trainable if p.grad is not None]
+        all_reduce_sum([*grads, loss])
+        return float(loss.item())
 
     def append_diagnostic_only(self, step: int) -> None:
         diag = self.diagnose(step)

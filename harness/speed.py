@@ -1,0 +1,357 @@
+"""Training speed levers: the same QLoRA function as the plain transformers + peft step, computed faster.
+
+What a step computes is fixed by the protocol: NF4-dequantised base weights in bf16 matmuls, LoRA r/alpha
+on the seven linears, autocast bf16, full-vocabulary cross-entropy. What this module changes is how:
+
+- ``fused loss``: the lm_head matmul and the cross-entropy run chunk by chunk in one autograd function
+  (:class:`LinearCrossEntropy`), so the ``tokens x vocabulary`` logits (7 GiB in fp32 for Qwen at 4 x 1024)
+  never exist at once. Each chunk is the same bf16 GEMM and the same fp32 log-softmax as the plain path.
+- ``dequantised layers``: each 4-bit base weight of those layers is dequantised once with bitsandbytes'
+  own kernel and kept in bf16 (:class:`DequantizedLinear`), instead of being dequantised again in every
+  forward, recomputation and backward pass. The matmul sees the identical bf16 tensor, so the numbers do not
+  change; the cost is memory (2 bytes instead of ~0.52 per weight).
+- ``recomputed layers``: only as many decoder layers as the memory budget requires run under gradient
+  checkpointing; the others keep their activations (one forward pass less for each).
+- ``lean LoRA forward``: PEFT's 4-bit LoRA layer clones the base output before adding the adapter's; the
+  lean forward adds without the copy (same values).
+
+``plan_speed`` fits these into a memory budget (default: what an 80 GB card holds, so a run configured on an
+H200 also runs on an H100 80GB) using the memory model of :mod:`.planning`. Modes: ``fast`` (the above within
+the budget), ``low-memory`` (fused loss and lean forward, every layer recomputed, nothing dequantised: at most
+the plain stack's memory), ``plain`` (PEFT and transformers as they come), ``auto`` (fast on CUDA, plain on
+CPU). docs/protocol.md, section "Speed", and BENCHMARKS.md give the measured effect of each lever.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .config import SPEED_MODES
+from .errors import EntError
+
+DEFAULT_BUDGET_GIB = 72.0
+"""Allocated-memory budget of ``fast``: an 80 GB card (79.1 GiB usable) less the CUDA context and the caching
+allocator's fragmentation (measured 2.6-2.8 GiB on the 7B and 32B twins, bench/zoo_gpu.py)."""
+BUDGET_FRACTION = 0.9
+"""On a card smaller than 80 GB the budget is this fraction of its memory."""
+LOSS_CHUNK_TOKENS = 1024
+"""Rows of the fused loss per chunk: 1024 x 152k fp32 logits are 0.6 GB."""
+GIB = float(1 << 30)
+
+
+@dataclass
+class SpeedPlan:
+    """What a run's training step does, and the memory arithmetic behind it (recorded in run.json)."""
+
+    mode: str
+    fused_loss: bool = False
+    lean_lora: bool = False
+    layers: int = 0
+    recomputed_layers: int = 0
+    dequantized_layers: int = 0
+    budget_gib: float | None = None
+    estimate_gib: float | None = None
+    terms_gib: dict[str, float] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_mode(requested: str, device_type: str) -> str:
+    if requested not in SPEED_MODES:
+        raise EntError(f"Invalid speed {requested!r}", f"choose one of {', '.join(SPEED_MODES)}")
+    if requested == "auto":
+        return "fast" if device_type == "cuda" else "plain"
+    return requested
+
+
+# ---- the fused lm_head + cross-entropy ------------------------------------------------------------------
+def _linear_cross_entropy_forward(hidden: Any, weight: Any, targets: Any, chunk: int) -> tuple[Any, Any]:
+    """Mean token loss and d(mean)/d(hidden), chunk by chunk; ``targets == -100`` are ignored.
+
+    The gradient is scaled by 1/tokens before its bf16 cast, as the plain path's cross-entropy backward
+    does, so both round the same values.
+    """
+    import torch
+
+    rows = hidden.shape[0]
+    grad_hidden = torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device)
+    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    scale = 1.0 / max(int((targets != -100).sum()), 1)
+    for start in range(0, rows, chunk):
+        h = hidden[start:start + chunk]
+        t = targets[start:start + chunk]
+        # the plain path: autocast's bf16 GEMM, then transformers' .float() before the loss
+        logits = torch.nn.functional.linear(h.to(weight.dtype), weight).float()
+        lse = torch.logsumexp(logits, dim=-1)
+        keep = t != -100
+        safe = torch.where(keep, t, torch.zeros_like(t))
+        picked = logits.gather(1, safe.unsqueeze(1)).squeeze(1)
+        total += torch.where(keep, lse - picked, torch.zeros_like(lse)).sum()
+        # d loss / d logits = softmax - onehot (rows of ignored targets: zero), in place over the logits
+        grad = logits.sub_(lse.unsqueeze(1)).exp_()
+        grad.scatter_add_(1, safe.unsqueeze(1), torch.full_like(picked, -1.0).unsqueeze(1))
+        grad.mul_(keep.unsqueeze(1) * scale)
+        grad_hidden[start:start + chunk] = (grad.to(weight.dtype) @ weight).to(hidden.dtype)
+    return total * scale, grad_hidden
+
+
+class LinearCrossEntropy:
+    """Mean token cross-entropy of ``hidden @ weight.T`` against ``targets`` without materialising the logits.
+
+    ``weight`` is frozen (the lm_head is not trained), so only ``hidden`` gets a gradient; it is computed in
+    the forward pass, chunk by chunk, and scaled by the incoming gradient in the backward pass.
+    """
+
+    @staticmethod
+    def apply(hidden: Any, weight: Any, targets: Any, chunk: int = LOSS_CHUNK_TOKENS) -> Any:
+        return _function().apply(hidden, weight, targets, chunk)
+
+
+_FUNCTION: Any = None
+
+
+def _function() -> Any:
+    global _FUNCTION
+    if _FUNCTION is None:
+        import torch
+
+        class _LinearCrossEntropyFunction(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx: Any, hidden: Any, weight: Any, targets: Any, chunk: int) -> Any:
+                loss, grad_hidden = _linear_cross_entropy_forward(hidden, weight, targets, chunk)
+                ctx.save_for_backward(grad_hidden)
+                return loss
+
+            @staticmethod
+            def backward(ctx: Any, grad_output: Any) -> Any:
+                (grad_hidden,) = ctx.saved_tensors
+                # exact when grad_output is a power of two (1 / grad_accum for 1, 2, 4, ... micro-batches)
+                return grad_hidden * grad_output.to(grad_hidden.dtype), None, None, None
+
+        _FUNCTION = _LinearCrossEntropyFunction
+    return _FUNCTION
+
+
+def causal_lm_loss(model: Any, input_ids: Any, fused: bool, decoder_path: str = "model") -> Any:
+    """The next-token loss of ``input_ids`` (labels = inputs, shifted), as ``model(..., labels=ids).loss``."""
+    if not fused:
+        return model(input_ids=input_ids, labels=input_ids).loss
+    from .modeling import causal_lm
+
+    lm = causal_lm(model)
+    decoder = lm.get_submodule(decoder_path)
+    hidden = decoder(input_ids=input_ids, use_cache=False).last_hidden_state
+    width = hidden.shape[-1]
+    return LinearCrossEntropy.apply(hidden[:, :-1].reshape(-1, width), lm_head_bf16(lm),
+                                    input_ids[:, 1:].reshape(-1))
+
+
+def lm_head_bf16(lm: Any) -> Any:
+    """A bf16 copy of the frozen lm_head weight, made once (autocast makes the same cast every step)."""
+    import torch
+
+    head = lm.get_output_embeddings().weight
+    cached = getattr(lm, "_ent_lm_head_bf16", None)
+    if cached is None or cached.shape != head.shape or cached.device != head.device:
+        cached = head.detach().to(torch.bfloat16)
+        lm._ent_lm_head_bf16 = cached
+    return cached
+
+
+# ---- dequantise once -----------------------------------------------------------------------------------
+def _dequantized_linear_class() -> Any:
+    import torch
+
+    class DequantizedLinear(torch.nn.Module):
+        """A frozen 4-bit linear, dequantised once: bitsandbytes' ``Linear4bit.forward`` with the weight cached.
+
+        ``Linear4bit`` casts the input to its compute dtype, multiplies by ``dequantize_4bit(W)`` (bf16) and
+        casts the result back to the input's dtype; so does this, with the same bf16 tensor.
+        """
+
+        def __init__(self, weight: Any, bias: Any, compute_dtype: Any) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(weight, requires_grad=False)
+            self.bias = None if bias is None else torch.nn.Parameter(bias.detach(), requires_grad=False)
+            self.compute_dtype = compute_dtype
+            self.out_features, self.in_features = weight.shape
+
+        def forward(self, x: Any) -> Any:
+            dtype = x.dtype
+            bias = None if self.bias is None else self.bias.to(self.compute_dtype)
+            return torch.nn.functional.linear(x.to(self.compute_dtype), self.weight, bias).to(dtype)
+
+    return DequantizedLinear
+
+
+def dequantize_layer(layer: Any) -> int:
+    """Replace every 4-bit base linear inside ``layer`` (under PEFT LoRA wrappers or bare) by its bf16 copy."""
+    import torch
+    from bitsandbytes.functional import dequantize_4bit
+    from bitsandbytes.nn import Linear4bit
+
+    cls = _dequantized_linear_class()
+    replaced = 0
+    for name, module in list(layer.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if not isinstance(child, Linear4bit):
+                continue
+            weight = dequantize_4bit(child.weight.data, child.weight.quant_state)
+            dtype = child.compute_dtype or torch.bfloat16
+            setattr(module, child_name, cls(weight.to(dtype), child.bias, dtype))
+            replaced += 1
+    return replaced
+
+
+# ---- the lean LoRA forward -------------------------------------------------------------------------------
+def _lean_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+    """PEFT's LoRA forward (vanilla LoRA, adapters active, unmerged) without the defensive clone."""
+    import torch
+
+    if (self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None
+            or any(name in self.lora_variant for name in self.active_adapters)):
+        return self._ent_peft_forward(x, *args, **kwargs)
+    result = self.base_layer(x, *args, **kwargs)
+    for name in self.active_adapters:
+        if name not in self.lora_A:
+            continue
+        lora_a, lora_b = self.lora_A[name], self.lora_B[name]
+        requires_conversion = not torch.is_autocast_enabled()  # as PEFT decides it
+        if requires_conversion:
+            expected = result.dtype
+            x = self._cast_input_dtype(x, lora_a.weight.dtype)
+        output = lora_b(lora_a(self.lora_dropout[name](x))) * self.scaling[name]
+        if requires_conversion:
+            output = output.to(expected)
+        result = result + output
+    return result
+
+
+def install_lean_lora(model: Any) -> int:
+    installed = 0
+    for module in model.modules():
+        if hasattr(module, "lora_A") and hasattr(module, "base_layer") and not hasattr(module, "_ent_peft_forward"):
+            module._ent_peft_forward = module.forward
+            module.forward = types.MethodType(_lean_forward, module)
+            installed += 1
+    return installed
+
+
+# ---- the memory plan -------------------------------------------------------------------------------------
+def _layer_bytes(layer: Any) -> tuple[int, int]:
+    """(bytes a full dequantisation of the layer's 4-bit weights adds, number of its 4-bit weights)."""
+    from bitsandbytes.nn import Linear4bit
+
+    from .planning import NF4_BYTES_PER_PARAM
+
+    weights = 0
+    for module in layer.modules():
+        if isinstance(module, Linear4bit):
+            weights += module.in_features * module.out_features
+    return int(weights * (2 - NF4_BYTES_PER_PARAM)), weights
+
+
+def device_budget_gib(device: Any, requested: float | None) -> float:
+    if requested is not None:
+        return float(requested)
+    import torch
+
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory / GIB
+        return min(DEFAULT_BUDGET_GIB, total * BUDGET_FRACTION)
+    return DEFAULT_BUDGET_GIB
+
+
+def plan_speed(model: Any, loaded: Any, config: Any, mode: str, checkpointing: bool,
+               budget_gib: float | None = None) -> SpeedPlan:
+    """Decide what ``fast`` / ``low-memory`` do for this model, batch and device (no change made yet)."""
+    import torch
+
+    from . import planning
+    from .modeling import _module_at, causal_lm
+
+    lm = causal_lm(model)
+    layers = _module_at(lm, loaded.family.layers_path)
+    n = len(layers)
+    plan = SpeedPlan(mode=mode, layers=n, recomputed_layers=n if checkpointing else 0)
+    if mode == "plain":
+        return plan
+    plan.fused_loss = True
+    plan.lean_lora = True
+    if mode == "low-memory":
+        return plan  # every layer recomputed as configured, nothing dequantised
+    tokens = config.batch_size * config.seq_len
+    shapes = planning._shapes(lm.config)
+    targets = set(config.lora_targets or loaded.family.lora_targets)
+    lora_inputs = [module.get_base_layer().in_features for name, module in layers[0].named_modules()
+                   if hasattr(module, "lora_A") and name.rsplit(".", 1)[-1] in targets]
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    loaded_bytes = (torch.cuda.memory_allocated(loaded.device) if loaded.device.type == "cuda"
+                    else sum(p.numel() * p.element_size() for p in model.parameters()))
+    full = tokens * planning.layer_activation_bytes_per_token(shapes, lora_inputs, config.lora_r)
+    kept_input = tokens * shapes.hidden * planning.CHECKPOINT_BYTES
+    workspace = tokens * (planning.BACKWARD_WORKSPACE_H_BYTES * shapes.hidden
+                          + planning.BACKWARD_WORKSPACE_I_BYTES * shapes.intermediate)
+    loss = (LOSS_CHUNK_TOKENS * shapes.vocab * 12 + tokens * shapes.hidden * 8 + shapes.vocab * shapes.hidden * 2)
+    training_state = trainable * (planning.LORA_GRAD_BYTES + planning.OPTIMIZER_STATE_BYTES
+                                  + planning.LORA_AUTOCAST_COPY_BYTES + planning.OPTIMIZER_STEP_TEMP_BYTES)
+    fixed = loaded_bytes + training_state + workspace + loss
+    budget = device_budget_gib(loaded.device, budget_gib) * GIB
+    dequant_per_layer, _ = _layer_bytes(layers[0])
+
+    def activations(kept: int) -> int:
+        recompute_workspace = full if kept < n else 0
+        return kept * full + (n - kept) * kept_input + recompute_workspace
+
+    if config.gradient_checkpointing == "on":
+        kept = 0
+    elif config.gradient_checkpointing == "off":
+        kept = n
+    else:
+        kept = max((k for k in range(n + 1) if fixed + activations(k) <= budget), default=0)
+    spare = budget - fixed - activations(kept)
+    dequantized = 0 if dequant_per_layer == 0 else int(min(n, max(0, spare // dequant_per_layer)))
+    plan.recomputed_layers = n - kept
+    plan.dequantized_layers = dequantized
+    plan.budget_gib = round(budget / GIB, 2)
+    plan.terms_gib = {k: round(v / GIB, 3) for k, v in {
+        "loaded_model": loaded_bytes, "training_state": training_state, "backward_workspace": workspace,
+        "fused_loss": loss, "activations": activations(kept), "dequantized": dequantized * dequant_per_layer}.items()}
+    plan.estimate_gib = round(sum(plan.terms_gib.values()), 2)
+    return plan
+
+
+def apply_speed(model: Any, loaded: Any, plan: SpeedPlan) -> SpeedPlan:
+    """Carry out ``plan`` on a PEFT model whose checkpointing is enabled on every layer (or none)."""
+    import gc
+
+    import torch
+
+    from .modeling import _module_at, causal_lm
+
+    if plan.mode == "plain":
+        return plan
+    layers = _module_at(causal_lm(model), loaded.family.layers_path)
+    kept = plan.layers - plan.recomputed_layers
+    for index, layer in enumerate(layers):
+        if hasattr(layer, "gradient_checkpointing") and index < kept:
+            layer.gradient_checkpointing = False
+    if kept == plan.layers and hasattr(causal_lm(model), "_require_grads_hook"):
+        causal_lm(model).disable_input_require_grads()  # nothing is recomputed: the embeddings' output needs no gradient
+    if plan.dequantized_layers:
+        try:
+            import bitsandbytes  # noqa: F401
+        except Exception:  # noqa: BLE001
+            plan.dequantized_layers = 0
+        else:
+            for layer in list(layers)[: plan.dequantized_layers]:
+                dequantize_layer(layer)
+            gc.collect()
+            if loaded.device.type == "cuda":
+                torch.cuda.empty_cache()
+    if plan.lean_lora:
+        install_lean_lora(model)
+    return plan

@@ -1,0 +1,140 @@
+"""--speed fast / low-memory compute the function of the plain transformers + peft step (harness/speed.py).
+
+On the CPU every lever is checked against the plain path bit for bit (loss, every adapter gradient,
+probe activations); bench/qlora_throughput.py measures the speed on a GPU (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_ent
+
+pytest.importorskip("bitsandbytes")
+
+
+def _tiny(dropout: float = 0.0):
+    import torch
+
+    from ent_harness.modeling import attach_lora, load_model
+    from ent_harness.plugin_manager import build_registry
+
+    registry = build_registry()
+    torch.manual_seed(0)
+    loaded = load_model(registry.get("model", "tiny-qwen2"), registry, "nf4", "cpu")
+    model = attach_lora(loaded, 8, 16, dropout, None)
+    with torch.no_grad():  # a trained-looking adapter, so that LoRA's branch matters in every check
+        generator = torch.Generator().manual_seed(1)
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+    return loaded, model
+
+
+def _loss_and_grads(model, ids, fused: bool):
+    import torch
+
+    from ent_harness.speed import causal_lm_loss
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = causal_lm_loss(model, ids, fused=fused)
+    loss.backward()
+    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_fused_loss_dequantised_layers_and_lean_lora_compute_the_plain_step() -> None:
+    import numpy as np
+    import torch
+    from bitsandbytes.nn import Linear4bit
+
+    from ent_harness.modeling import terminal_activations
+    from ent_harness.speed import dequantize_layer, install_lean_lora
+
+    ids = torch.randint(0, 250, (2, 48), generator=torch.Generator().manual_seed(2))
+    texts = ["def add(a, b): return a + b", "The integral of x is x squared over two.", "hi"]
+    loaded, plain = _tiny()
+    plain_loss, plain_grads = _loss_and_grads(plain, ids, fused=False)
+    plain_rows = terminal_activations(loaded, texts, 2, 32)
+
+    loaded, fast = _tiny()
+    replaced = sum(dequantize_layer(layer) for layer in fast.get_base_model().model.layers)
+    assert replaced == 4 * 7 and not any(isinstance(m, Linear4bit) for m in fast.modules())
+    assert install_lean_lora(fast) == 4 * 7
+    fast_loss, fast_grads = _loss_and_grads(fast, ids, fused=True)
+    assert fast_loss == pytest.approx(plain_loss, rel=1e-6)  # token losses summed in another order
+    assert fast_grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():  # the same bf16 GEMMs on the same rounded values
+        assert torch.equal(fast_grads[name], grad), name
+    np.testing.assert_array_equal(terminal_activations(loaded, texts, 2, 32), plain_rows)
+
+
+def test_fused_loss_ignores_masked_targets_like_cross_entropy() -> None:
+    import torch
+
+    from ent_harness.speed import LinearCrossEntropy
+
+    generator = torch.Generator().manual_seed(3)
+    hidden = torch.randn(37, 16, generator=generator, requires_grad=True)
+    weight = torch.randn(50, 16, generator=generator)
+    targets = torch.randint(0, 50, (37,), generator=generator)
+    targets[[0, 5, 36]] = -100
+    loss = LinearCrossEntropy.apply(hidden, weight, targets, 8)  # chunks of 8 rows: 5 chunks, the last short
+    loss.backward()
+    reference_hidden = hidden.detach().clone().requires_grad_(True)
+    reference = torch.nn.functional.cross_entropy(reference_hidden @ weight.T, targets, ignore_index=-100)
+    reference.backward()
+    assert torch.allclose(loss, reference, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(hidden.grad, reference_hidden.grad, rtol=1e-5, atol=1e-7)
+    assert hidden.grad[[0, 5, 36]].abs().max() == 0
+
+
+def test_the_plan_keeps_what_activations_the_budget_holds_then_dequantises_with_the_rest() -> None:
+    from ent_harness.config import RunConfig
+    from ent_harness.speed import apply_speed, plan_speed
+
+    loaded, model = _tiny()
+    config = RunConfig(model="tiny-qwen2", batch_size=4, seq_len=1024)
+    roomy = plan_speed(model, loaded, config, "fast", checkpointing=True, budget_gib=8.0)
+    assert (roomy.recomputed_layers, roomy.dequantized_layers) == (0, 4)
+    assert roomy.estimate_gib <= 8.0 and roomy.fused_loss and roomy.lean_lora
+    # one layer's activations less than keeping all four: one kept, three recomputed (the recomputation
+    # itself needs one layer's activations as workspace)
+    per_layer = roomy.terms_gib["activations"] / 4
+    tight_budget = roomy.estimate_gib - roomy.terms_gib["dequantized"] - 1.0 * per_layer
+    tight = plan_speed(model, loaded, config, "fast", checkpointing=True, budget_gib=tight_budget)
+    assert tight.recomputed_layers == 3
+    assert tight.estimate_gib <= tight_budget + 0.01  # terms are rounded to MiB
+    starved = plan_speed(model, loaded, config, "fast", checkpointing=True,
+                         budget_gib=roomy.estimate_gib - roomy.terms_gib["dequantized"] - 3.99 * per_layer)
+    assert starved.recomputed_layers == 4 and starved.dequantized_layers == 0
+    low = plan_speed(model, loaded, config, "low-memory", checkpointing=True)
+    assert (low.recomputed_layers, low.dequantized_layers, low.fused_loss) == (4, 0, True)
+    plain = plan_speed(model, loaded, config, "plain", checkpointing=False)
+    assert not plain.fused_loss and apply_speed(model, loaded, plain) is plain
+
+
+@pytest.mark.slow
+def test_a_fast_run_records_the_same_trajectory_as_a_plain_run(tmp_path, one_blas_thread) -> None:
+    records = {}
+    for mode in ("plain", "fast"):
+        out = tmp_path / mode
+        result = run_ent("run", "--model", "tiny-qwen2", "--steps", "20", "--diag-every", "10", "--speed", mode,
+                         "--out", str(out), "--no-tensorboard")
+        assert result.returncode == 0, result.stderr
+        records[mode] = [json.loads(line) for line in (out / "diagnostics.jsonl").read_text().splitlines()]
+        run = json.loads((out / "run.json").read_text())
+        assert run["speed"]["mode"] == mode
+    assert [r["step"] for r in records["fast"]] == [0, 10, 20]
+    assert records["fast"][0]["ei"] == records["plain"][0]["ei"]  # the same base activations, bit for bit
+    # With dropout on, the fused loss's softmax (exp(logits - lse)) and cross_entropy's (exp(log_softmax))
+    # differ in the last fp32 bit, which flips a bf16 rounding now and then: the same function within bf16
+    # noise. The EI of a 4-layer random model moves in steps of 1/60, so only the losses are compared later.
+    for plain, fast in zip(records["plain"][1:], records["fast"][1:], strict=True):
+        assert fast["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-3)
+
+
+def test_bad_speed_settings_are_one_line_errors() -> None:
+    result = run_ent("run", "--model", "tiny-qwen2", "--memory-budget", "-3", "--out", "/nonexistent/x")
+    assert result.returncode == 2 and "memory_budget_gib" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
