@@ -77,7 +77,8 @@ class SweepRun:
     gpus: int
 
     def manifest_entry(self) -> dict[str, Any]:
-        return {"name": self.name, "dir": f"{RUNS_DIR}/{self.name}", "settings": _plain(self.settings),
+        resolved = {key: self.config.get(key) for key in ("model", "companion", "seed", "steps")}
+        return {"name": self.name, "dir": f"{RUNS_DIR}/{self.name}", **resolved, "settings": _plain(self.settings),
                 "gpus": self.gpus}
 
 
@@ -546,7 +547,7 @@ def write_manifest(sweep: Sweep, out: Path, executor: str, actions: Mapping[str,
         "created": previous.get("created", _now()),
         "updated": _now(),
         "executor": executor,
-        "grid": {k: _plain({"v": v})["v"] for k, v in sweep.grid.items()},
+        "grid": dict(sweep.grid),
         "fixed": _plain(sweep.fixed),
         "executor_settings": sweep.executor_settings,
         "runs": [{**run.manifest_entry(), "action": actions.get(run.name)} for run in sweep.runs],
@@ -565,8 +566,7 @@ def execute_sweep(sweep: Sweep, out: Path, registry: Any, executor: str, overrid
 
     spec = registry.get("executor", executor)
     settings = {**sweep.executor_settings.get(executor, {}), **{k: v for k, v in overrides.items() if v is not None}}
-    env = {k: v for k, v in (("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS")),) if v}
-    tasks = [SweepTask(run.name, str(out), dict(run.settings), int(run.config["steps"]), run.gpus, retries, env)
+    tasks = [SweepTask(run.name, str(out), dict(run.settings), int(run.config["steps"]), run.gpus, retries)
              for run in sweep.runs if actions[run.name] != "skip"]
     context = ExecutorContext(out, settings, run_task, echo, wait, sweep.name)
     return list(resolve_target(spec.execute)(tasks, context))
@@ -615,13 +615,13 @@ def status_rows(out: str | Path) -> list[dict[str, Any]]:
         step = record.get("step", last_step)
         rows.append({
             "name": name,
-            "model": record.get("model", settings.get("model")),
-            "companion": record.get("companion", settings.get("companion", config.get("companion"))),
-            "seed": record.get("seed", settings.get("seed")),
+            "model": record.get("model", entry.get("model", settings.get("model"))),
+            "companion": record.get("companion", entry.get("companion", settings.get("companion"))),
+            "seed": record.get("seed", entry.get("seed", settings.get("seed"))),
             "status": record.get("status", "pending"),
             "active": lock_is_held(out / STATE_DIR / f"{name}.lock"),
             "step": step,
-            "steps": config.get("steps", settings.get("steps")),
+            "steps": config.get("steps", entry.get("steps", settings.get("steps"))),
             "ei": last_ei,
             "gpu": state.get("gpu"),
             "host": state.get("host"),
@@ -647,7 +647,7 @@ def print_status(rows: list[dict[str, Any]], title: str) -> None:
         if status in ("running", "starting", "resuming") and not row["active"]:
             status = f"{status} (stopped: resumable)"
         colour = colours.get(row["status"], "yellow")
-        step = "" if row["step"] is None else f"{row['step']}/{row['steps']}"
+        step = f"{'-' if row['step'] is None else row['step']}/{row['steps'] if row['steps'] is not None else '?'}"
         ei = "" if row["ei"] is None else f"{row['ei']:.3f}"
         name = row["name"] if row["in_manifest"] else f"{row['name']} (not in sweep.json)"
         table.add_row(name, str(row["model"] or ""), str(row["companion"] or ""), "" if row["seed"] is None else str(row["seed"]),
