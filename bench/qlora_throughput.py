@@ -20,7 +20,7 @@ step (probe activations of factorial-v1 + the metric suite, as the trainer compu
     python bench/qlora_throughput.py --section-from RESULTS.json [RESULTS2.json] --write BENCHMARKS.md
 
 Variants: `peer`, `ent` (auto = fast on CUDA), `ent:low-memory`, `ent:plain`, and ablations
-`ent:fast:recompute=on|off`, `ent:fast:dequant=0`, `ent:fast:budget=GIB`.
+`ent:fast:recompute=on|off`, `ent:fast:dequant=0`, `ent:fast:budget=GIB`, `ent:fast:compile=off`.
 """
 
 from __future__ import annotations
@@ -142,6 +142,7 @@ def build_ent(spec: Any, registry: Any, args: Any, variant: dict[str, Any]) -> t
     recompute = variant.get("recompute", "auto")
     config = RunConfig(model=spec.name, random_weights=True, batch_size=args.batch, seq_len=args.seq_len,
                        gradient_checkpointing=recompute, speed=variant["mode"],
+                       compile_layers=variant.get("compile", "auto"),
                        memory_budget_gib=float(variant["budget"]) if "budget" in variant else None)
     loaded = load_twin(spec, registry, args.device)
     mode = resolve_mode(config.speed, args.device)
@@ -154,11 +155,6 @@ def build_ent(spec: Any, registry: Any, args: Any, variant: dict[str, Any]) -> t
         plan.dequantized_layers = int(variant["dequant"])
     plan = apply_speed(model, loaded, plan)
     model.train()  # as ent's Trainer does before its first step
-    if variant.get("compile"):
-        from ent_harness.modeling import _module_at, causal_lm
-
-        for layer in _module_at(causal_lm(model), loaded.family.layers_path):
-            layer.compile()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer, optimizer_name = build_optimizer(trainable, config, args.device)
     decoder_path = loaded.family.layers_path.rsplit(".", 1)[0]

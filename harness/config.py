@@ -53,6 +53,7 @@ class RunConfig:
     speed: str = "auto"
     memory_budget_gib: float | None = None
     gpus: int = 1
+    compile_layers: str = "auto"
     max_rollbacks: int = 3
     rollback_lr_factor: float = 0.5
     snapshot_every: int = 50
@@ -98,6 +99,8 @@ class RunConfig:
             raise EntError(f"Invalid memory_budget_gib {self.memory_budget_gib!r}", "give a positive number of GiB")
         if not isinstance(self.gpus, int) or isinstance(self.gpus, bool) or self.gpus < 1:
             raise EntError(f"Invalid gpus {self.gpus!r}", "--gpus takes a positive integer")
+        if self.compile_layers not in SWITCHES:
+            raise EntError(f"Invalid compile_layers {self.compile_layers!r}", "choose auto, on or off")
         if self.gradient_checkpointing not in SWITCHES:
             raise EntError(f"Invalid gradient_checkpointing {self.gradient_checkpointing!r}", "choose auto, on or off")
         for name in ("max_rollbacks", "keep_checkpoints", "snapshot_every"):

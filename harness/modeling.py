@@ -380,7 +380,7 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
     loaded.model.eval()
     handle = hooked.register_forward_hook(keep_output)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eager_mode():
             for start in range(0, len(texts), batch_size):
                 batch = tokenizer(
                     texts[start : start + batch_size],
@@ -401,6 +401,16 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
         if was_training:
             loaded.model.train()
     return np.concatenate(rows, axis=0)
+
+
+def eager_mode() -> Any:
+    """Run compiled modules eagerly (diagnostics must not depend on --compile); a no-op before torch 2.6."""
+    import contextlib
+
+    import torch
+
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
 
 
 def right_align(input_ids: Any, mask: Any) -> tuple[Any, Any]:

@@ -15,6 +15,10 @@ on the seven linears, autocast bf16, full-vocabulary cross-entropy. What this mo
 - ``lean LoRA forward``: PEFT's 4-bit LoRA layer clones the base output before adding the adapter's; the
   lean forward adds without the copy (same values).
 
+- ``selective recomputation``: layers that cannot keep all their activations keep attention's results and the
+  adapters' rank-r activations, and recompute the rest.
+- ``compiled layers`` (CUDA): each decoder layer under ``torch.compile``, which fuses that element-wise work.
+
 ``plan_speed`` fits these into a memory budget (default: what an 80 GB card holds, so a run configured on an
 H200 also runs on an H100 80GB) using the memory model of :mod:`.planning`. Modes: ``fast`` (the above within
 the budget), ``low-memory`` (fused loss and lean forward, every layer recomputed, nothing dequantised: at most
@@ -49,8 +53,10 @@ class SpeedPlan:
     fused_loss: bool = False
     lean_lora: bool = False
     layers: int = 0
-    recomputed_layers: int = 0
+    recomputed_layers: int = 0  # under full gradient checkpointing (input kept, the whole layer recomputed)
+    selective_layers: int = 0  # under selective checkpointing (GEMM and attention outputs kept, the rest recomputed)
     dequantized_layers: int = 0
+    compiled: bool = False  # decoder layers compiled with torch.compile for training (diagnostics stay eager)
     budget_gib: float | None = None
     estimate_gib: float | None = None
     terms_gib: dict[str, float] = field(default_factory=dict)
@@ -281,6 +287,7 @@ def plan_speed(model: Any, loaded: Any, config: Any, mode: str, checkpointing: b
         return plan
     plan.fused_loss = True
     plan.lean_lora = True
+    plan.compiled = loaded.device.type == "cuda" if config.compile_layers == "auto" else config.compile_layers == "on"
     if mode == "low-memory":
         return plan  # every layer recomputed as configured, nothing dequantised
     tokens = config.batch_size * config.seq_len
@@ -302,24 +309,31 @@ def plan_speed(model: Any, loaded: Any, config: Any, mode: str, checkpointing: b
     budget = device_budget_gib(loaded.device, budget_gib) * GIB
     dequant_per_layer, _ = _layer_bytes(layers[0])
 
-    def activations(kept: int) -> int:
-        recompute_workspace = full if kept < n else 0
-        return kept * full + (n - kept) * kept_input + recompute_workspace
+    selective = tokens * selective_bytes_per_token(shapes, len(lora_inputs), config.lora_r)
+
+    def activations(kept: int, sac: int) -> int:
+        recompute_workspace = full if kept < n else 0  # one layer's activations, rebuilt in its backward
+        return kept * full + sac * selective + (n - kept - sac) * kept_input + recompute_workspace
+
+    def fits(kept: int, sac: int) -> bool:
+        return fixed + activations(kept, sac) <= budget
 
     if config.gradient_checkpointing == "on":
-        kept = 0
+        kept, sac = 0, 0
     elif config.gradient_checkpointing == "off":
-        kept = n
-    else:
-        kept = max((k for k in range(n + 1) if fixed + activations(k) <= budget), default=0)
-    spare = budget - fixed - activations(kept)
+        kept, sac = n, 0
+    else:  # most layers kept, then selective recomputation for the rest, full recomputation last
+        kept = next((k for k in range(n, -1, -1) if fits(k, n - k)), 0)
+        sac = n - kept if fits(kept, n - kept) else next((s for s in range(n, -1, -1) if fits(0, s)), 0)
+    spare = budget - fixed - activations(kept, sac)
     dequantized = 0 if dequant_per_layer == 0 else int(min(n, max(0, spare // dequant_per_layer)))
-    plan.recomputed_layers = n - kept
+    plan.selective_layers = sac
+    plan.recomputed_layers = n - kept - sac
     plan.dequantized_layers = dequantized
     plan.budget_gib = round(budget / GIB, 2)
     plan.terms_gib = {k: round(v / GIB, 3) for k, v in {
         "loaded_model": loaded_bytes, "training_state": training_state, "backward_workspace": workspace,
-        "fused_loss": loss, "activations": activations(kept), "dequantized": dequantized * dequant_per_layer}.items()}
+        "fused_loss": loss, "activations": activations(kept, sac), "dequantized": dequantized * dequant_per_layer}.items()}
     plan.estimate_gib = round(sum(plan.terms_gib.values()), 2)
     return plan
 
@@ -335,10 +349,17 @@ def apply_speed(model: Any, loaded: Any, plan: SpeedPlan) -> SpeedPlan:
     if plan.mode == "plain":
         return plan
     layers = _module_at(causal_lm(model), loaded.family.layers_path)
-    kept = plan.layers - plan.recomputed_layers
+    kept = plan.layers - plan.recomputed_layers - plan.selective_layers
+    selective_function = None
     for index, layer in enumerate(layers):
-        if hasattr(layer, "gradient_checkpointing") and index < kept:
+        if not hasattr(layer, "gradient_checkpointing"):
+            continue
+        if index < kept:
             layer.gradient_checkpointing = False
+        elif index < kept + plan.selective_layers:
+            # one function object for all of them: compiled layers then share one graph
+            selective_function = selective_function or selective_checkpoint_function(_lora_rank(model))
+            layer._gradient_checkpointing_func = selective_function
     if kept == plan.layers and hasattr(causal_lm(model), "_require_grads_hook"):
         causal_lm(model).disable_input_require_grads()  # nothing is recomputed: the embeddings' output needs no gradient
     if plan.dequantized_layers:
@@ -354,4 +375,63 @@ def apply_speed(model: Any, loaded: Any, plan: SpeedPlan) -> SpeedPlan:
                 torch.cuda.empty_cache()
     if plan.lean_lora:
         install_lean_lora(model)
+    if plan.compiled:
+        compile_layers(layers)
     return plan
+
+
+# ---- selective recomputation and compilation -------------------------------------------------------------
+def selective_bytes_per_token(shapes: Any, adapted: int, lora_r: int) -> int:
+    """What a layer under selective checkpointing keeps per token: its fp32 input, attention's bf16 output and
+    fp32 log-sum-exp, and the adapters' rank-r down-projections."""
+    h = shapes.hidden
+    return int(4 * h + 2 * h + 4 * shapes.heads + 2 * lora_r * adapted)
+
+
+def _lora_rank(model: Any) -> int:
+    config = getattr(model, "peft_config", {}).get("default")
+    return int(getattr(config, "r", 64))
+
+
+def selective_checkpoint_function(lora_rank: int) -> Any:
+    """Non-reentrant checkpointing that keeps attention's results and the adapters' rank-r activations and
+    recomputes the rest (the base GEMMs, norms, casts, rotary embeddings, dropout from the same RNG state,
+    SwiGLU) in the backward pass.
+
+    Keeping the base GEMMs' outputs as well was measured slower on the H200 with compiled layers (32B twin:
+    1,645 against 2,331 tokens/s, BENCHMARKS.md), so they are recomputed.
+    """
+    import functools
+
+    import torch
+    from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+
+    aten = torch.ops.aten
+    attention = {getattr(aten, name).default for name in (
+        "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention", "_flash_attention_forward", "_efficient_attention_forward")
+        if hasattr(aten, name)}
+    gemms = {aten.mm.default, aten.addmm.default}
+
+    def policy(_ctx: Any, op: Any, *args: Any, **_kwargs: Any) -> Any:
+        if op in attention:
+            return CheckpointPolicy.MUST_SAVE
+        if op in gemms and args[-1].shape[-1] <= lora_rank:  # an adapter's down-projection: r outputs
+            return CheckpointPolicy.MUST_SAVE
+        return CheckpointPolicy.PREFER_RECOMPUTE
+
+    return functools.partial(checkpoint, use_reentrant=False,
+                             context_fn=functools.partial(create_selective_checkpoint_contexts, policy))
+
+
+def compile_layers(layers: Any) -> None:
+    """torch.compile each decoder layer for training. Diagnostics run them eagerly
+    (:func:`ent_harness.modeling.terminal_activations`), so the measured geometry does not depend on it."""
+    import torch
+
+    dynamo = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):  # kept, selective and recomputed layers: 3 graphs
+        if hasattr(dynamo, name):
+            setattr(dynamo, name, max(getattr(dynamo, name), 16))
+    for layer in layers:
+        layer.compile()

@@ -89,29 +89,85 @@ def test_fused_loss_ignores_masked_targets_like_cross_entropy() -> None:
     assert hidden.grad[[0, 5, 36]].abs().max() == 0
 
 
-def test_the_plan_keeps_what_activations_the_budget_holds_then_dequantises_with_the_rest() -> None:
+def test_the_plan_keeps_activations_first_then_recomputes_selectively_then_fully_within_the_budget() -> None:
     from ent_harness.config import RunConfig
     from ent_harness.speed import apply_speed, plan_speed
 
     loaded, model = _tiny()
     config = RunConfig(model="tiny-qwen2", batch_size=4, seq_len=1024)
     roomy = plan_speed(model, loaded, config, "fast", checkpointing=True, budget_gib=8.0)
-    assert (roomy.recomputed_layers, roomy.dequantized_layers) == (0, 4)
+    assert (roomy.recomputed_layers, roomy.selective_layers, roomy.dequantized_layers) == (0, 0, 4)
     assert roomy.estimate_gib <= 8.0 and roomy.fused_loss and roomy.lean_lora
-    # one layer's activations less than keeping all four: one kept, three recomputed (the recomputation
-    # itself needs one layer's activations as workspace)
-    per_layer = roomy.terms_gib["activations"] / 4
-    tight_budget = roomy.estimate_gib - roomy.terms_gib["dequantized"] - 1.0 * per_layer
-    tight = plan_speed(model, loaded, config, "fast", checkpointing=True, budget_gib=tight_budget)
-    assert tight.recomputed_layers == 3
-    assert tight.estimate_gib <= tight_budget + 0.01  # terms are rounded to MiB
-    starved = plan_speed(model, loaded, config, "fast", checkpointing=True,
-                         budget_gib=roomy.estimate_gib - roomy.terms_gib["dequantized"] - 3.99 * per_layer)
-    assert starved.recomputed_layers == 4 and starved.dequantized_layers == 0
+    assert not roomy.compiled  # CPU: compiled layers only on CUDA unless --compile on
+    recompute_all = RunConfig(model="tiny-qwen2", batch_size=4, seq_len=1024, gradient_checkpointing="on")
+    smallest = plan_speed(model, loaded, recompute_all, "fast", checkpointing=True, budget_gib=0.0)
+    assert (smallest.recomputed_layers, smallest.dequantized_layers) == (4, 0)
+    low_end = smallest.estimate_gib
+    high_end = roomy.estimate_gib - roomy.terms_gib["dequantized"]
+    previous = roomy
+    seen = set()
+    for tenth in range(10, -1, -1):  # budgets from "all kept" down to "every layer recomputed"
+        budget = low_end + (high_end - low_end) * tenth / 10
+        plan = plan_speed(model, loaded, config, "fast", checkpointing=True, budget_gib=budget)
+        kept = plan.layers - plan.selective_layers - plan.recomputed_layers
+        assert plan.estimate_gib <= budget + 0.01  # terms are rounded to MiB
+        assert kept <= previous.layers - previous.selective_layers - previous.recomputed_layers
+        assert plan.recomputed_layers >= previous.recomputed_layers
+        seen.add((kept > 0, plan.selective_layers > 0, plan.recomputed_layers > 0))
+        previous = plan
+    assert (False, True, False) in seen or (True, True, False) in seen  # selective recomputation was used
+    assert plan.selective_layers + plan.recomputed_layers == 4  # the smallest budget keeps no layer whole
     low = plan_speed(model, loaded, config, "low-memory", checkpointing=True)
     assert (low.recomputed_layers, low.dequantized_layers, low.fused_loss) == (4, 0, True)
     plain = plan_speed(model, loaded, config, "plain", checkpointing=False)
     assert not plain.fused_loss and apply_speed(model, loaded, plain) is plain
+
+
+def test_selective_recomputation_gives_the_gradients_of_no_recomputation() -> None:
+    """Attention and rank-r outputs kept, everything else (dropout included, same RNG state) recomputed."""
+    import torch
+
+    from ent_harness.config import RunConfig
+    from ent_harness.modeling import enable_checkpointing
+    from ent_harness.speed import SpeedPlan, apply_speed, causal_lm_loss
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountOps(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.counts: dict[str, int] = {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.counts[str(func)] = self.counts.get(str(func), 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    ids = torch.randint(0, 250, (2, 48), generator=torch.Generator().manual_seed(6))
+    results, backward_ops = [], []
+    for selective in (False, True):
+        loaded, model = _tiny(dropout=0.1)
+        if selective:
+            enable_checkpointing(model.get_base_model())
+            apply_speed(model, loaded, SpeedPlan(mode="fast", layers=4, selective_layers=4))
+        model.train()
+        torch.manual_seed(7)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = causal_lm_loss(model, ids, fused=False)
+        counter = CountOps()
+        with counter:
+            loss.backward()
+        backward_ops.append(counter.counts)
+        results.append((float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters()
+                                               if p.requires_grad}))
+    (loss, grads), (selective_loss, selective_grads) = results
+    # the adapters' rank-r down-projections are kept (4 layers x 7), the base GEMMs (bitsandbytes' fused
+    # 4-bit GEMM) recomputed: 28 of them, and the adapters' up-projections
+    assert backward_ops[1]["bitsandbytes.gemm_4bit.default"] == 4 * 7
+    assert backward_ops[1]["aten.mm.default"] - backward_ops[0]["aten.mm.default"] <= 4 * 7 + 2
+    assert selective_loss == loss
+    for name, grad in grads.items():
+        assert torch.equal(selective_grads[name], grad), name
+    assert RunConfig(model="tiny-qwen2").compile_layers == "auto"
 
 
 @pytest.mark.slow
