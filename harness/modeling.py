@@ -376,14 +376,19 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
 
     tokenizer = loaded.tokenizer
     rows: list[np.ndarray] = []
+    # Batches of similar length waste little on padding (a probe's row does not depend on its neighbours:
+    # see right_align); rows come back in the order of ``texts``.
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_tokens)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    ordered = [texts[i] for i in order]
     was_training = loaded.model.training
     loaded.model.eval()
     handle = hooked.register_forward_hook(keep_output)
     try:
         with torch.no_grad(), eager_mode():
-            for start in range(0, len(texts), batch_size):
+            for start in range(0, len(ordered), batch_size):
                 batch = tokenizer(
-                    texts[start : start + batch_size],
+                    ordered[start : start + batch_size],
                     return_tensors="pt",
                     padding=True,
                     truncation=True,
@@ -400,7 +405,10 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
         handle.remove()
         if was_training:
             loaded.model.train()
-    return np.concatenate(rows, axis=0)
+    sorted_rows = np.concatenate(rows, axis=0)
+    result = np.empty_like(sorted_rows)
+    result[order] = sorted_rows
+    return result
 
 
 def eager_mode() -> Any:
