@@ -273,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:  # `ent`, `ent sweep`: help, not an error
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
         hint = f" (see `ent {exc.ctx.info_name} --help`)" if exc.ctx and exc.ctx.parent else " (see `ent --help`)"
         click.echo(f"Error: {exc.format_message()}{hint}", err=True)
         sys.exit(2)

@@ -106,3 +106,10 @@ def test_non_empty_run_directory_is_refused(tmp_path) -> None:
     line = _single_error_line(run_ent("run", "--model", "tiny-qwen2", "--out", str(tmp_path)))
     assert "--force" in line
     assert (tmp_path / "run.json").read_text() == "{}"
+
+
+def test_a_group_without_a_subcommand_prints_its_help_not_an_error() -> None:
+    for args in ([], ["probes"], ["sweep"]):
+        result = run_ent(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert result.stdout.startswith("Usage: ent") and "Error" not in result.stderr, args
