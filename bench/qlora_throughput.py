@@ -140,9 +140,10 @@ def build_ent(spec: Any, registry: Any, args: Any, variant: dict[str, Any]) -> t
     from ent_harness.trainer import build_optimizer, forward_backward
 
     recompute = variant.get("recompute", "auto")
+    compile_layers = {"1": "on", "0": "off"}.get(variant.get("compile", "auto"), variant.get("compile", "auto"))
     config = RunConfig(model=spec.name, random_weights=True, batch_size=args.batch, seq_len=args.seq_len,
                        gradient_checkpointing=recompute, speed=variant["mode"],
-                       compile_layers=variant.get("compile", "auto"),
+                       compile_layers=compile_layers,
                        memory_budget_gib=float(variant["budget"]) if "budget" in variant else None)
     loaded = load_twin(spec, registry, args.device)
     mode = resolve_mode(config.speed, args.device)

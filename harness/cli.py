@@ -113,7 +113,7 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 @click.option("--memory-budget", "memory_budget_gib", type=float, metavar="GIB",
               help="GPU memory --speed fast may plan for (default 72 GiB: an 80 GB card).")
 @click.option("--compile", "compile_layers", type=click.Choice(["auto", "on", "off"]),
-              help="torch.compile the decoder layers for training (auto: with --speed fast on CUDA).")
+              help="torch.compile the decoder layers for training (auto: on CUDA with --speed fast or low-memory).")
 @click.option("--gpus", type=int, help="Data-parallel over this many GPUs of this host (default 1).")
 @click.option("--checkpoint-every", type=int, help="Also checkpoint every K steps (default: at diagnostic steps).")
 @click.option("--max-rollbacks", type=int, help="Non-finite rollbacks before stopping as diverged (default 3).")

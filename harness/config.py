@@ -54,6 +54,8 @@ class RunConfig:
     memory_budget_gib: float | None = None
     gpus: int = 1
     compile_layers: str = "auto"
+    dropout_seeding: str = "per-micro-batch"  # LoRA dropout seeded by (seed, step, micro-batch); "stream": one RNG stream
+    probe_batching: str = "by-length"  # probes batched by token length; "in-order": in the probe set's order
     max_rollbacks: int = 3
     rollback_lr_factor: float = 0.5
     snapshot_every: int = 50
@@ -99,6 +101,10 @@ class RunConfig:
             raise EntError(f"Invalid memory_budget_gib {self.memory_budget_gib!r}", "give a positive number of GiB")
         if not isinstance(self.gpus, int) or isinstance(self.gpus, bool) or self.gpus < 1:
             raise EntError(f"Invalid gpus {self.gpus!r}", "--gpus takes a positive integer")
+        if self.dropout_seeding not in ("per-micro-batch", "stream"):
+            raise EntError(f"Invalid dropout_seeding {self.dropout_seeding!r}", "choose per-micro-batch or stream")
+        if self.probe_batching not in ("by-length", "in-order"):
+            raise EntError(f"Invalid probe_batching {self.probe_batching!r}", "choose by-length or in-order")
         if self.compile_layers not in SWITCHES:
             raise EntError(f"Invalid compile_layers {self.compile_layers!r}", "choose auto, on or off")
         if self.gradient_checkpointing not in SWITCHES:
@@ -125,7 +131,8 @@ class RunConfig:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> RunConfig:
         """The config a run.json recorded (tuples restored)."""
-        values = {k: v for k, v in record.items() if k in FIELD_NAMES}
+        # a run recorded before a setting existed resumes with the behaviour it was started with
+        values = {**LEGACY_DEFAULTS, **{k: v for k, v in record.items() if k in FIELD_NAMES}}
         for name in ("lora_targets", "diag_windows", "inject_faults"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
@@ -133,6 +140,8 @@ class RunConfig:
 
 
 FIELD_NAMES = frozenset(f.name for f in fields(RunConfig))
+LEGACY_DEFAULTS = {"speed": "plain", "compile_layers": "off", "dropout_seeding": "stream", "probe_batching": "in-order"}
+"""What a run.json written before these settings existed did (RunConfig.from_record)."""
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """`ent run --gpus N`: one run data-parallel over N GPUs of this host (torch.distributed, one process a GPU).
 
-The CLI process prepares the run directory as for one GPU, then starts N workers through
-``torch.distributed.run`` (torchrun). Every worker loads the same base model and the same LoRA initialisation
+The CLI process prepares the run directory as for one GPU, then starts N worker processes itself (the
+environment of torch.distributed's ``env://`` rendezvous, as torchrun sets it), passes stop signals on to
+them and waits for all. Every worker loads the same base model and the same LoRA initialisation
 and reads the same deterministic data stream; of the ``grad_accum x N`` micro-batches of an optimiser step,
 worker ``r`` computes those with index ``i % N == r`` and one all-reduce sums the adapter gradients, each
 loss scaled by ``1 / (grad_accum x N)``. So an N-GPU run is the one-GPU run with ``--grad-accum`` N times
@@ -16,13 +17,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from .errors import EntError
 
+FAILED_PEER_GRACE_S = 30.0
+"""After one worker fails, how long the others get to stop on SIGTERM before they are killed."""
 SAFE_NCCL_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 
 
@@ -74,11 +80,36 @@ def check_gpus(gpus: int, device: str) -> None:
                        f"use --gpus {max(visible, 1)}, or --device cpu to test the data-parallel path on CPU")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """A worker gets SIGTERM when the `ent` process that started it dies (Linux), so it checkpoints and stops."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
 def launch(prepared: Any, gpus: int) -> int:
-    """Start ``gpus`` workers on ``prepared`` (already written to disk); returns torchrun's exit code."""
+    """Start ``gpus`` workers on ``prepared`` (already on disk) and wait for all; returns the first non-zero
+    exit code (0 when all succeed).
+
+    The workers are this process's children (the environment torch.distributed's ``env://`` rendezvous
+    reads, as torchrun would set it): SIGTERM or SIGINT reaching `ent` is passed to every worker, which
+    checkpoints and stops at the same step as the others, with no deadline to kill it meanwhile; a worker
+    that fails stops the others the same way.
+    """
     prepared.save_record()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
-               "-m", "ent_harness.distributed", str(prepared.run_dir)]
+    command = [sys.executable, "-m", "ent_harness.distributed", str(prepared.run_dir)]
     if prepared.resume_from is not None:
         command += ["--resume-from", str(prepared.resume_from)]
     if prepared.redo_diagnostic:
@@ -88,7 +119,40 @@ def launch(prepared: Any, gpus: int) -> int:
     env = {**os.environ, **{k: os.environ.get(k, v) for k, v in SAFE_NCCL_ENV.items()}}
     env["NCCL_NVLS_ENABLE"] = "0"  # never on: multicast can take a shared host's GPUs down
     env.setdefault("OMP_NUM_THREADS", "1")
-    return subprocess.run(command, env=env, check=False).returncode
+    env.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(gpus),
+                "LOCAL_WORLD_SIZE": str(gpus)})
+    workers = [subprocess.Popen(command, env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+                                preexec_fn=_die_with_parent) for rank in range(gpus)]
+
+    def pass_on(signum: int, _frame: Any) -> None:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes: dict[int, int] = {}
+        failed_at: float | None = None
+        while len(codes) < len(workers):
+            for rank, worker in enumerate(workers):
+                if rank in codes:
+                    continue
+                try:
+                    codes[rank] = worker.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    continue
+                if codes[rank] != 0 and failed_at is None:
+                    # the others cannot finish a step without it: ask them to stop, then end them (a worker
+                    # blocked in a collective with a dead peer never returns); the run resumes from its last
+                    # verified checkpoint
+                    failed_at = time.monotonic()
+                    pass_on(signal.SIGTERM, None)
+            if failed_at is not None and time.monotonic() - failed_at > FAILED_PEER_GRACE_S:
+                pass_on(signal.SIGKILL, None)
+        return next((code for code in codes.values() if code != 0), 0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _worker(argv: list[str] | None = None) -> int:
@@ -114,7 +178,9 @@ def _worker(argv: list[str] | None = None) -> int:
     use_cuda = config.device != "cpu" and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo",
+    # rank 0 alone runs diagnostics and writes multi-GB checkpoints while the others wait at the next
+    # collective: give it far longer than NCCL's default 10 minutes
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timedelta(hours=2),
                             device_id=torch.device("cuda", local_rank) if use_cuda else None)
     try:
         registry = build_registry()

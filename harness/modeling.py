@@ -349,7 +349,8 @@ def causal_lm(model: Any) -> Any:
     return get_base() if callable(get_base) else model
 
 
-def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int = 16, max_tokens: int = 256) -> np.ndarray:
+def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int = 16, max_tokens: int = 256,
+                         by_length: bool = True) -> np.ndarray:
     """Pooled terminal-layer activations, one float64 row per text.
 
     The terminal layer is the family's (default: last decoder block after the final norm); pooling is the
@@ -376,10 +377,13 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
 
     tokenizer = loaded.tokenizer
     rows: list[np.ndarray] = []
-    # Batches of similar length waste little on padding (a probe's row does not depend on its neighbours:
-    # see right_align); rows come back in the order of ``texts``.
-    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_tokens)["input_ids"]]
-    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    # ``by_length``: batches of similar length waste little on padding. Which probes share a batch changes the
+    # GEMM shapes, so rows can differ in the last bf16 bits from another batching: a run records its batching
+    # (``probe_batching``) and keeps it. Rows come back in the order of ``texts``.
+    order = list(range(len(texts)))
+    if by_length:
+        lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_tokens)["input_ids"]]
+        order.sort(key=lambda i: lengths[i])
     ordered = [texts[i] for i in order]
     was_training = loaded.model.training
     loaded.model.eval()

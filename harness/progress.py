@@ -21,8 +21,16 @@ def run_with_progress(prepared: Any) -> dict[str, Any]:
 
         check_gpus(config.gpus, config.device)
         console.print(f"data-parallel over {config.gpus} {'processes' if config.device == 'cpu' else 'GPUs'}")
-        launch(prepared, config.gpus)
+        code = launch(prepared, config.gpus)
         record = read_run_record(run_dir)
+        if code != 0 and record.get("status") in ("starting", "running", "resuming"):
+            # a worker died without its own record of it (killed, out of memory, NCCL failure)
+            from .report import write_run_report
+            from .rundir import RUN_FILE, write_json
+
+            record.update({"status": "failed", "error": f"a data-parallel worker exited with code {code}"})
+            write_json(run_dir / RUN_FILE, record)
+            write_run_report(run_dir, record)
         console.print(f"status: [bold]{record.get('status')}[/bold]; report: {run_dir / 'report.md'}")
         return record
     with Progress(

@@ -229,7 +229,8 @@ def _train(prepared: PreparedRun, on_progress: ProgressCallback | None) -> str:
         record["lora"] = {"r": config.lora_r, "alpha": config.lora_alpha, "source": "new"}
     speed = apply_speed(model, loaded, plan_speed(model, loaded, config, speed_mode, checkpointing,
                                                   config.memory_budget_gib))
-    checkpointing = speed.recomputed_layers > 0 if speed_mode != "plain" else checkpointing
+    if speed_mode != "plain":
+        checkpointing = speed.recomputed_layers + speed.selective_layers > 0
     record.update({
         "status": "running",
         "quantization": loaded.quantization,

@@ -40,6 +40,8 @@ DEFAULT_BUDGET_GIB = 72.0
 allocator's fragmentation (measured 2.6-2.8 GiB on the 7B and 32B twins, bench/zoo_gpu.py)."""
 BUDGET_FRACTION = 0.9
 """On a card smaller than 80 GB the budget is this fraction of its memory."""
+EIGHTY_GB_CARD_GIB = 79.0
+"""What torch reports for an 80 GB card (79.1 GiB for an H100 80GB); from there up the budget is the same."""
 LOSS_CHUNK_TOKENS = 1024
 """Rows of the fused loss per chunk: 1024 x 152k fp32 logits are 0.6 GB."""
 GIB = float(1 << 30)
@@ -141,6 +143,18 @@ def _function() -> Any:
     return _FUNCTION
 
 
+def fusable_head(lm: Any) -> bool:
+    """Whether the fused loss computes exactly what ``lm`` does: a bias-free plain linear head (no adapter on
+    it) and no logit softcapping or scaling in the config."""
+    import torch
+
+    head = lm.get_output_embeddings()
+    config = lm.config
+    return (type(head) is torch.nn.Linear and head.bias is None
+            and not getattr(config, "final_logit_softcapping", None)
+            and getattr(config, "logit_scale", None) in (None, 1, 1.0))
+
+
 def causal_lm_loss(model: Any, input_ids: Any, fused: bool, decoder_path: str = "model") -> Any:
     """The next-token loss of ``input_ids`` (labels = inputs, shifted), as ``model(..., labels=ids).loss``."""
     if not fused:
@@ -168,28 +182,41 @@ def lm_head_bf16(lm: Any) -> Any:
 
 
 # ---- dequantise once -----------------------------------------------------------------------------------
+_DEQUANTIZED_LINEAR: Any = None
+
+
 def _dequantized_linear_class() -> Any:
+    global _DEQUANTIZED_LINEAR
+    if _DEQUANTIZED_LINEAR is not None:
+        return _DEQUANTIZED_LINEAR
     import torch
 
     class DequantizedLinear(torch.nn.Module):
-        """A frozen 4-bit linear, dequantised once: bitsandbytes' ``Linear4bit.forward`` with the weight cached.
+        """A frozen 4-bit linear whose training passes multiply by its weight dequantised once.
 
-        ``Linear4bit`` casts the input to its compute dtype, multiplies by ``dequantize_4bit(W)`` (bf16) and
-        casts the result back to the input's dtype; so does this, with the same bf16 tensor.
+        With gradients enabled (training) it does what ``Linear4bit`` does for a training-sized batch: cast the
+        input to the compute dtype, multiply by ``dequantize_4bit(W)`` in bf16, cast back to the input's
+        dtype, with the bf16 tensor cached instead of dequantised again. Without gradients (diagnostics) it
+        calls the original ``Linear4bit``, whose fused 4-bit kernel bitsandbytes may pick for small batches,
+        so probe activations are those ``ent diagnose --adapter`` computes on a freshly loaded model.
         """
 
-        def __init__(self, weight: Any, bias: Any, compute_dtype: Any) -> None:
+        def __init__(self, quantized: Any, weight: Any, compute_dtype: Any) -> None:
             super().__init__()
+            self.quantized = quantized
             self.weight = torch.nn.Parameter(weight, requires_grad=False)
-            self.bias = None if bias is None else torch.nn.Parameter(bias.detach(), requires_grad=False)
             self.compute_dtype = compute_dtype
             self.out_features, self.in_features = weight.shape
 
         def forward(self, x: Any) -> Any:
+            if not torch.is_grad_enabled():
+                return self.quantized(x)
             dtype = x.dtype
-            bias = None if self.bias is None else self.bias.to(self.compute_dtype)
+            bias = self.quantized.bias
+            bias = None if bias is None else bias.to(self.compute_dtype)
             return torch.nn.functional.linear(x.to(self.compute_dtype), self.weight, bias).to(dtype)
 
+    _DEQUANTIZED_LINEAR = DequantizedLinear
     return DequantizedLinear
 
 
@@ -201,13 +228,15 @@ def dequantize_layer(layer: Any) -> int:
 
     cls = _dequantized_linear_class()
     replaced = 0
-    for name, module in list(layer.named_modules()):
+    for _name, module in list(layer.named_modules()):
+        if isinstance(module, cls):
+            continue  # already dequantised: its child is the original 4-bit layer
         for child_name, child in list(module.named_children()):
             if not isinstance(child, Linear4bit):
                 continue
             weight = dequantize_4bit(child.weight.data, child.weight.quant_state)
             dtype = child.compute_dtype or torch.bfloat16
-            setattr(module, child_name, cls(weight.to(dtype), child.bias, dtype))
+            setattr(module, child_name, cls(child, weight.to(dtype), dtype))
             replaced += 1
     return replaced
 
@@ -237,9 +266,14 @@ def _lean_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def install_lean_lora(model: Any) -> int:
+    """The lean forward on PEFT's 4-bit LoRA layers (``peft.tuners.lora.bnb.Linear4bit``) only: the only ones
+    that clone, and whose dtype handling it copies (PEFT's bf16 ``lora.Linear`` casts differently). Needs a
+    PEFT with ``lora_variant`` and ``_cast_input_dtype`` (0.16 and later); older ones keep their forward."""
     installed = 0
     for module in model.modules():
-        if hasattr(module, "lora_A") and hasattr(module, "base_layer") and not hasattr(module, "_ent_peft_forward"):
+        if (type(module).__name__ == "Linear4bit" and type(module).__module__.startswith("peft.")
+                and hasattr(module, "lora_variant") and hasattr(module, "_cast_input_dtype")
+                and not hasattr(module, "_ent_peft_forward")):
             module._ent_peft_forward = module.forward
             module.forward = types.MethodType(_lean_forward, module)
             installed += 1
@@ -248,16 +282,17 @@ def install_lean_lora(model: Any) -> int:
 
 # ---- the memory plan -------------------------------------------------------------------------------------
 def _layer_bytes(layer: Any) -> tuple[int, int]:
-    """(bytes a full dequantisation of the layer's 4-bit weights adds, number of its 4-bit weights)."""
-    from bitsandbytes.nn import Linear4bit
-
-    from .planning import NF4_BYTES_PER_PARAM
-
+    """(bytes a dequantisation of the layer's 4-bit weights adds: 2 per weight, the 4-bit copy stays for
+    diagnostics; number of its 4-bit weights). (0, 0) without bitsandbytes."""
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except Exception:  # noqa: BLE001 - no 4-bit layers without bitsandbytes
+        return 0, 0
     weights = 0
     for module in layer.modules():
         if isinstance(module, Linear4bit):
             weights += module.in_features * module.out_features
-    return int(weights * (2 - NF4_BYTES_PER_PARAM)), weights
+    return 2 * weights, weights
 
 
 def device_budget_gib(device: Any, requested: float | None) -> float:
@@ -267,7 +302,7 @@ def device_budget_gib(device: Any, requested: float | None) -> float:
 
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory / GIB
-        return min(DEFAULT_BUDGET_GIB, total * BUDGET_FRACTION)
+        return DEFAULT_BUDGET_GIB if total >= EIGHTY_GB_CARD_GIB else total * BUDGET_FRACTION
     return DEFAULT_BUDGET_GIB
 
 
@@ -285,20 +320,22 @@ def plan_speed(model: Any, loaded: Any, config: Any, mode: str, checkpointing: b
     plan = SpeedPlan(mode=mode, layers=n, recomputed_layers=n if checkpointing else 0)
     if mode == "plain":
         return plan
-    plan.fused_loss = True
+    plan.fused_loss = fusable_head(lm)
     plan.lean_lora = True
-    plan.compiled = loaded.device.type == "cuda" if config.compile_layers == "auto" else config.compile_layers == "on"
+    wanted = loaded.device.type == "cuda" if config.compile_layers == "auto" else config.compile_layers == "on"
+    # diagnostics must run the layers eagerly (torch.compiler.set_stance, torch 2.6 and later)
+    plan.compiled = wanted and hasattr(torch.compiler, "set_stance")
     if mode == "low-memory":
         return plan  # every layer recomputed as configured, nothing dequantised
     tokens = config.batch_size * config.seq_len
     shapes = planning._shapes(lm.config)
-    targets = set(config.lora_targets or loaded.family.lora_targets)
-    lora_inputs = [module.get_base_layer().in_features for name, module in layers[0].named_modules()
-                   if hasattr(module, "lora_A") and name.rsplit(".", 1)[-1] in targets]
+    lora_rank = _lora_rank(model)  # the adapter's own (a parent's with --init-adapter)
+    lora_inputs = [module.get_base_layer().in_features for module in layers[0].modules()
+                   if hasattr(module, "lora_A") and hasattr(module, "get_base_layer")]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     loaded_bytes = (torch.cuda.memory_allocated(loaded.device) if loaded.device.type == "cuda"
                     else sum(p.numel() * p.element_size() for p in model.parameters()))
-    full = tokens * planning.layer_activation_bytes_per_token(shapes, lora_inputs, config.lora_r)
+    full = tokens * planning.layer_activation_bytes_per_token(shapes, lora_inputs, lora_rank)
     kept_input = tokens * shapes.hidden * planning.CHECKPOINT_BYTES
     workspace = tokens * (planning.BACKWARD_WORKSPACE_H_BYTES * shapes.hidden
                           + planning.BACKWARD_WORKSPACE_I_BYTES * shapes.intermediate)
@@ -309,7 +346,7 @@ def plan_speed(model: Any, loaded: Any, config: Any, mode: str, checkpointing: b
     budget = device_budget_gib(loaded.device, budget_gib) * GIB
     dequant_per_layer, _ = _layer_bytes(layers[0])
 
-    selective = tokens * selective_bytes_per_token(shapes, len(lora_inputs), config.lora_r)
+    selective = tokens * selective_bytes_per_token(shapes, len(lora_inputs), lora_rank)
 
     def activations(kept: int, sac: int) -> int:
         recompute_workspace = full if kept < n else 0  # one layer's activations, rebuilt in its backward
@@ -320,7 +357,7 @@ def plan_speed(model: Any, loaded: Any, config: Any, mode: str, checkpointing: b
 
     if config.gradient_checkpointing == "on":
         kept, sac = 0, 0
-    elif config.gradient_checkpointing == "off":
+    elif config.gradient_checkpointing == "off" or not checkpointing:  # nothing can be recomputed
         kept, sac = n, 0
     else:  # most layers kept, then selective recomputation for the rest, full recomputation last
         kept = next((k for k in range(n, -1, -1) if fits(k, n - k)), 0)
@@ -351,6 +388,9 @@ def apply_speed(model: Any, loaded: Any, plan: SpeedPlan) -> SpeedPlan:
     layers = _module_at(causal_lm(model), loaded.family.layers_path)
     kept = plan.layers - plan.recomputed_layers - plan.selective_layers
     selective_function = None
+    if kept < plan.layers and not all(hasattr(layer, "gradient_checkpointing") for layer in layers):
+        # transformers before 4.52 checkpoints the whole model, not layer by layer: record what happens
+        plan.recomputed_layers, plan.selective_layers, kept = plan.layers, 0, 0
     for index, layer in enumerate(layers):
         if not hasattr(layer, "gradient_checkpointing"):
             continue

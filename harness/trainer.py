@@ -89,7 +89,8 @@ def forward_backward(model: Any, ids: Any, speed: SpeedPlan, decoder_path: str, 
 def dropout_seed(seed: int, step: int, micro_batch: int) -> int:
     """The RNG seed of one micro-batch's LoRA dropout: a function of (run seed, step, micro-batch index) only,
     so a resumed run, a rolled-back step and an N-GPU run draw the masks a one-GPU run draws."""
-    return (seed * 1_000_003 + step * 4_099 + micro_batch) % (2**63 - 1)
+    state = np.random.SeedSequence([seed, step, micro_batch]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
 
 
 class Trainer:
@@ -188,12 +189,14 @@ class Trainer:
     def diagnose(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         activations = terminal_activations(self.loaded, self.texts, self.config.probe_batch_size,
-                                           self.config.probe_max_tokens)
+                                           self.config.probe_max_tokens,
+                                           self.config.probe_batching == "by-length")
         if self.base_activations is None:
             if self.config.init_adapter:
                 with self.model.disable_adapter():
                     base = terminal_activations(self.loaded, self.texts, self.config.probe_batch_size,
-                                                self.config.probe_max_tokens)
+                                                self.config.probe_max_tokens,
+                                           self.config.probe_batching == "by-length")
             else:
                 base = activations  # LoRA's B starts at zero: step 0 is the base model
             self._store_base_activations(base)
@@ -274,7 +277,8 @@ class Trainer:
                     if index % self.world != self.rank:
                         continue
                     ids = torch.tensor(batch, dtype=torch.long, device=device)
-                    torch.manual_seed(dropout_seed(self.config.seed, step, index))
+                    if self.config.dropout_seeding == "per-micro-batch":
+                        torch.manual_seed(dropout_seed(self.config.seed, step, index))
                     step_loss += forward_backward(self.model, ids, self.speed, self.decoder_path, micro_batches,
                                                   poison)
                 if self.world > 1:

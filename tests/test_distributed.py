@@ -13,7 +13,8 @@ from conftest import run_ent
 
 
 def _records(run_dir):
-    return [json.loads(line) for line in (run_dir / "diagnostics.jsonl").read_text().splitlines()]
+    lines = (run_dir / "diagnostics.jsonl").read_text().splitlines()
+    return [record for record in map(json.loads, lines) if "event" not in record]
 
 
 @pytest.mark.slow
@@ -36,6 +37,19 @@ def test_two_workers_equal_one_worker_with_twice_the_accumulation(tmp_path, one_
     assert record["status"] == "finished" and record["world_size"] == 2 and record["config"]["gpus"] == 2
     # rank 0 alone wrote: one record per step, one adapter per diagnostic step
     assert sorted(p.name for p in (tmp_path / "two" / "adapters").iterdir()) == ["step-0", "step-10", "step-20"]
+
+    # every worker SIGKILLed at step 15: run.json says failed; --resume continues from checkpoint 10 to the
+    # uninterrupted trajectory
+    crashed = tmp_path / "crashed"
+    first = run_ent(*common, "--gpus", "2", "--inject-fault", "crash@15", "--out", str(crashed))
+    assert first.returncode == 1
+    record = json.loads((crashed / "run.json").read_text())
+    assert record["status"] == "failed" and "exited with code" in record["error"]
+    again = run_ent("run", "--resume", str(crashed))
+    assert again.returncode == 0, again.stderr
+    for p, r in zip(parallel, _records(crashed), strict=True):
+        assert {k: v for k, v in p.items() if not k.endswith("_s")} == {k: v for k, v in r.items()
+                                                                       if not k.endswith("_s")}
 
 
 def test_more_gpus_than_visible_is_a_one_line_error(tmp_path) -> None:

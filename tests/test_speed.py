@@ -59,7 +59,12 @@ def test_fused_loss_dequantised_layers_and_lean_lora_compute_the_plain_step() ->
 
     loaded, fast = _tiny()
     replaced = sum(dequantize_layer(layer) for layer in fast.get_base_model().model.layers)
-    assert replaced == 4 * 7 and not any(isinstance(m, Linear4bit) for m in fast.modules())
+    dequantized = [m for m in fast.modules() if type(m).__name__ == "DequantizedLinear"]
+    assert replaced == len(dequantized) == 4 * 7
+    # each keeps its 4-bit original (for diagnostics, which run without gradients) and nothing else is 4-bit
+    assert sum(isinstance(m, Linear4bit) for m in fast.modules()) == 4 * 7
+    assert all(isinstance(m.quantized, Linear4bit) for m in dequantized)
+    assert sum(dequantize_layer(layer) for layer in fast.get_base_model().model.layers) == 0  # idempotent
     assert install_lean_lora(fast) == 4 * 7
     fast_loss, fast_grads = _loss_and_grads(fast, ids, fused=True)
     assert fast_loss == pytest.approx(plain_loss, rel=1e-6)  # token losses summed in another order
@@ -194,3 +199,32 @@ def test_bad_speed_settings_are_one_line_errors() -> None:
     result = run_ent("run", "--model", "tiny-qwen2", "--memory-budget", "-3", "--out", "/nonexistent/x")
     assert result.returncode == 2 and "memory_budget_gib" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_lean_forward_and_the_fused_loss_apply_only_where_they_compute_the_same() -> None:
+    import torch
+
+    from ent_harness.config import RunConfig
+    from ent_harness.modeling import attach_lora, load_model
+    from ent_harness.plugin_manager import build_registry
+    from ent_harness.speed import fusable_head, install_lean_lora
+
+    registry = build_registry()
+    loaded = load_model(registry.get("model", "tiny-qwen2"), registry, "none", "cpu")  # a bf16 base
+    model = attach_lora(loaded, 8, 16, 0.0, None)
+    assert install_lean_lora(model) == 0  # PEFT's bf16 lora.Linear casts differently: left alone
+    lm = model.get_base_model()
+    assert fusable_head(lm)
+    lm.config.final_logit_softcapping = 30.0
+    assert not fusable_head(lm)
+    lm.config.final_logit_softcapping = None
+    lm.lm_head.bias = torch.nn.Parameter(torch.zeros(lm.lm_head.out_features))
+    assert not fusable_head(lm)
+    # a run recorded before these settings existed resumes as it was started
+    legacy = {k: v for k, v in RunConfig(model="tiny-qwen2").to_record().items()
+              if k not in ("speed", "compile_layers", "dropout_seeding", "probe_batching")}
+    resumed = RunConfig.from_record(legacy)
+    assert (resumed.speed, resumed.compile_layers, resumed.dropout_seeding, resumed.probe_batching) == (
+        "plain", "off", "stream", "in-order")
+    fresh = RunConfig.from_record(RunConfig(model="tiny-qwen2").to_record())
+    assert (fresh.speed, fresh.dropout_seeding, fresh.probe_batching) == ("auto", "per-micro-batch", "by-length")
