@@ -122,7 +122,8 @@ def launch(prepared: Any, gpus: int) -> int:
     env.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(gpus),
                 "LOCAL_WORLD_SIZE": str(gpus)})
     workers = [subprocess.Popen(command, env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
-                                preexec_fn=_die_with_parent) for rank in range(gpus)]
+                                preexec_fn=_die_with_parent, close_fds=False) for rank in range(gpus)]
+    # close_fds=False: the workers hold what `ent` holds, a sweep's lock on the run included, until they end
 
     def pass_on(signum: int, _frame: Any) -> None:
         for worker in workers:

@@ -51,6 +51,9 @@ LIST_FIELDS = ("diag_windows", "inject_faults", "lora_targets")
 NOT_SWEEPABLE = ("out", "extra")
 # may differ between the sweep file and a run directory without making them different runs
 NOT_COMPARED = ("out", "extra", "inject_faults", "steps")
+# settings added after runs were recorded: a legacy run.json gets its old behaviour on resume (LEGACY_DEFAULTS),
+# so they are compared only when the sweep file sets them (see assess)
+LATER_SETTINGS = ("speed", "compile_layers", "dropout_seeding", "probe_batching")
 DONE_STATUSES = ("finished", "diverged")  # a diverged run would diverge again: it is a result, not a failure
 BASE_NAME_KEYS = ("model", "companion", "seed")
 ABBREVIATIONS = {
@@ -271,13 +274,20 @@ def load_sweep(path: str | Path, registry: Any) -> Sweep:
 
 
 def read_record(run_dir: Path) -> dict[str, Any] | None:
+    """The run's run.json, None when there is none; one that exists but cannot be read is an error (never a
+    reason to start the run again over its checkpoints)."""
     path = run_dir / RUN_FILE
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
+    for attempt in range(3):
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            if attempt == 2:
+                raise EntError(f"Cannot read '{path}' ({type(exc).__name__})",
+                               "check the file system; the run directory was left as it is") from None
+            time.sleep(0.5)
+    return None
 
 
 def settings_mismatch(recorded: Mapping[str, Any], planned: Mapping[str, Any]) -> str | None:
@@ -306,7 +316,8 @@ def assess(run: SweepRun, out: Path) -> str:
     record = read_record(out / RUNS_DIR / run.name)
     if record is not None:
         recorded = record.get("config") or {}
-        mismatch = settings_mismatch(recorded, run.config)
+        planned = {k: v for k, v in run.config.items() if k not in LATER_SETTINGS or k in run.settings}
+        mismatch = settings_mismatch(recorded, planned)
         if mismatch is None and int(recorded.get("steps", run.config["steps"])) > run.config["steps"]:
             mismatch = f"steps = {recorded.get('steps')} (the sweep now asks {run.config['steps']})"
         if mismatch:
@@ -359,8 +370,8 @@ def run_command(task: SweepTask, action: str) -> list[str]:
     if action == "start":
         config = Path(task.out) / CONFIGS_DIR / f"{task.name}.toml"
         return [*base, "--config", str(config), "--out", str(task.run_dir), "--force"]
-    command = [*base, "--resume", str(task.run_dir)]
-    return [*command, "--steps", str(task.steps)] if action == "extend" else command
+    # the sweep's steps also on a plain resume: a run interrupted before the file asked for more steps
+    return [*base, "--resume", str(task.run_dir), "--steps", str(task.steps)]
 
 
 def _open_lock(path: Path) -> int | None:

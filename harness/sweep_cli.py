@@ -108,7 +108,10 @@ def sweep_run_command(sweep_file: str, executor: str | None, out: str | None, gp
         _echo("nothing to do: every run is finished")
     rows = status_rows(folder)
     print_status(rows, f"sweep {sweep.name} ({folder})")
-    unfinished = [row["name"] for row in rows if row["in_manifest"] and row["status"] != "finished"]
+    diverged = [row["name"] for row in rows if row["in_manifest"] and row["status"] == "diverged"]
+    if diverged:  # a result, not a failure: a new attempt would diverge again
+        _echo(f"{_runs(len(diverged))} diverged (see their report.md); they are not run again")
+    unfinished = [row["name"] for row in rows if row["in_manifest"] and row["status"] not in ("finished", "diverged")]
     if unfinished:
         _echo(f"{_runs(len(unfinished))} not finished; run the same command again to resume them")
         sys.exit(1)

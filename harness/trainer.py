@@ -188,15 +188,14 @@ class Trainer:
 
     def diagnose(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
+        by_length = self.config.probe_batching == "by-length"
         activations = terminal_activations(self.loaded, self.texts, self.config.probe_batch_size,
-                                           self.config.probe_max_tokens,
-                                           self.config.probe_batching == "by-length")
+                                           self.config.probe_max_tokens, by_length)
         if self.base_activations is None:
             if self.config.init_adapter:
                 with self.model.disable_adapter():
                     base = terminal_activations(self.loaded, self.texts, self.config.probe_batch_size,
-                                                self.config.probe_max_tokens,
-                                           self.config.probe_batching == "by-length")
+                                                self.config.probe_max_tokens, by_length)
             else:
                 base = activations  # LoRA's B starts at zero: step 0 is the base model
             self._store_base_activations(base)

@@ -179,6 +179,26 @@ def test_a_run_started_with_other_settings_is_refused_and_steps_may_grow(tmp_pat
     assert planned_action({**record, "status": "diverged"}, 20) == "skip"
 
 
+def test_legacy_records_unreadable_records_and_resumes_with_the_sweeps_steps(tmp_path) -> None:
+    from ent_harness.sweep import SweepTask, run_command
+
+    sweep = load_sweep(TINY, get_registry())
+    run = sweep.runs[0]
+    run_dir = tmp_path / "runs" / run.name
+    run_dir.mkdir(parents=True)
+    # a run resumed under the behaviour it was recorded with (LEGACY_DEFAULTS) is still the sweep's run
+    legacy = {**run.config, "speed": "plain", "compile_layers": "off", "dropout_seeding": "stream",
+              "probe_batching": "in-order"}
+    (run_dir / "run.json").write_text(json.dumps({"status": "finished", "config": legacy}))
+    assert assess(run, tmp_path) == "skip"
+    # a run.json that exists but cannot be read is an error, never a reason to start the run over
+    (run_dir / "run.json").write_text("{not json")
+    with pytest.raises(EntError, match="Cannot read"):
+        assess(run, tmp_path)
+    task = SweepTask(name=run.name, out=str(tmp_path), settings={}, steps=40)
+    assert run_command(task, "resume")[-4:] == ["--resume", str(run_dir), "--steps", "40"]
+
+
 def test_a_run_another_process_works_on_is_left_alone(tmp_path) -> None:
     task = SweepTask("r", str(tmp_path), {"model": "tiny-qwen2"}, 20)
     lock = _open_lock(tmp_path / "state" / "r.lock")
