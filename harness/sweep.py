@@ -542,7 +542,13 @@ def check_requirements(spec: Any) -> None:
 
 
 def resolve_out(sweep: Sweep, out: str | None) -> Path:
-    return Path(out or sweep.out or Path("sweeps") / _clean(sweep.name)).expanduser().resolve()
+    """``--out`` (relative to the current directory), else ``[sweep] out`` (relative to the sweep file, like
+    every other path in it), else ``sweeps/NAME``."""
+    if out:
+        return Path(out).expanduser().resolve()
+    if sweep.out:
+        return (sweep.path.parent / Path(sweep.out).expanduser()).resolve()
+    return (Path("sweeps") / _clean(sweep.name)).resolve()
 
 
 def write_manifest(sweep: Sweep, out: Path, executor: str, actions: Mapping[str, str]) -> None:

@@ -426,3 +426,20 @@ def test_slurm_executor_runs_each_task_once_as_a_job_or_an_array(tmp_path, array
     assert sorted((r["name"], r["executor"]) for r in results) == [(t.name, "slurm") for t in tasks]
     with pytest.raises(EntError, match="submitit"):
         execute(tasks, ExecutorContext(tmp_path, {"cluster": "nowhere"}, runner=runner, echo=lambda line: None))
+
+
+
+def test_sweep_out_in_the_file_is_relative_to_the_file_and_big_runs_are_refused_up_front(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from ent_harness.sweep import SweepTask, resolve_out
+    from ent_plugins.executors import local
+
+    (tmp_path / "sub").mkdir()
+    text = TINY.read_text().replace("[sweep]\n", '[sweep]\nout = "../folder"\n', 1)
+    sweep = load_sweep(write(tmp_path / "sub" / "s.toml", text), get_registry())
+    assert resolve_out(sweep, None) == (tmp_path / "folder").resolve()
+    assert resolve_out(sweep, str(tmp_path / "x")) == (tmp_path / "x").resolve()
+    big = SweepTask(name="big", out=str(tmp_path), settings={}, steps=20, gpus=4)
+    with pytest.raises(EntError, match="asks for 4 GPUs"):
+        local.execute([big], SimpleNamespace(settings={"gpus": 2}))

@@ -53,6 +53,11 @@ def gpu_slots(setting: Any = None) -> list[str]:
 
 def execute(tasks: list[SweepTask], context: ExecutorContext) -> list[dict[str, Any]]:
     gpus = gpu_slots(context.settings.get("gpus"))
+    too_big = next((task for task in tasks if task.gpus > max(len(gpus), 1)
+                    and task.settings.get("device") != "cpu"), None)  # --device cpu: processes, not GPUs
+    if too_big is not None:  # found before anything starts, not inside the run's log
+        raise EntError(f"Run '{too_big.name}' asks for {too_big.gpus} GPUs but the local executor has "
+                       f"{len(gpus)} GPU slot(s)", "give it fewer gpus, or run the sweep on a larger host")
     if len(gpus) <= 1:
         gpu = gpus[0] if gpus else None
         results = []

@@ -24,7 +24,9 @@ LOCAL_OBJECT_STORE = 256 * 1024 * 1024  # tasks exchange a few hundred bytes: ke
 
 def _resources(task: SweepTask, settings: dict[str, Any]) -> dict[str, Any]:
     if task.gpus:
-        return {"num_gpus": settings.get("gpus_per_run", task.gpus), "num_cpus": settings.get("cpus_per_run", 1)}
+        # never fewer GPUs than a data-parallel run (gpus = N) starts workers on
+        return {"num_gpus": max(settings.get("gpus_per_run", task.gpus), task.gpus),
+                "num_cpus": settings.get("cpus_per_run", 1)}
     return {"num_gpus": 0, "num_cpus": settings.get("cpus_per_run", 1)}
 
 

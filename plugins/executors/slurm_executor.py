@@ -64,7 +64,7 @@ def _parameters(settings: dict[str, Any], gpus: int, name: str) -> dict[str, Any
         "timeout_min": minutes(settings.get("time", "24:00:00")),
         "nodes": 1,
         "tasks_per_node": 1,
-        "gpus_per_node": int(settings.get("gpus_per_run", gpus)) if gpus else 0,
+        "gpus_per_node": max(int(settings.get("gpus_per_run", gpus)), gpus) if gpus else 0,
         "cpus_per_task": int(settings.get("cpus_per_run", 8 if gpus else 1)),
     }
     if settings.get("mem_gb"):
