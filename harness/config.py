@@ -144,15 +144,20 @@ LEGACY_DEFAULTS = {"speed": "plain", "compile_layers": "off", "dropout_seeding":
 """What a run.json written before these settings existed did (RunConfig.from_record)."""
 
 
+def read_toml(path: Path, missing: str, fix: str) -> dict[str, Any]:
+    """A TOML file's tables; a missing file (``missing`` names it) or invalid TOML is one line (exit 2)."""
+    if not path.is_file():
+        raise EntError(f"{missing} '{path}' does not exist", fix)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise EntError(f"{path}: invalid TOML ({exc})") from None
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML config: top-level keys (or a ``[run]`` table) named like the flags."""
     path = Path(path)
-    if not path.is_file():
-        raise EntError(f"Config file '{path}' does not exist", "check the --config path")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise EntError(f"{path}: invalid TOML ({exc})") from None
+    data = read_toml(path, "Config file", "check the --config path")
     table = data.get("run", data)
     values: dict[str, Any] = {}
     for key, value in table.items():

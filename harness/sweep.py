@@ -33,7 +33,6 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -187,15 +186,10 @@ def _absolute_paths(settings: dict[str, Any], base: Path) -> dict[str, Any]:
 
 def load_sweep(path: str | Path, registry: Any) -> Sweep:
     """Read, validate and expand a sweep file; every run's settings are resolved (and checked) up front."""
-    from .config import resolve_run_config
+    from .config import read_toml, resolve_run_config
 
     path = Path(path)
-    if not path.is_file():
-        raise EntError(f"Sweep file '{path}' does not exist", "check the path (examples/sweeps/tiny.toml is one)")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise EntError(f"{path}: invalid TOML ({exc})") from None
+    data = read_toml(path, "Sweep file", "check the path (examples/sweeps/tiny.toml is one)")
     executors = set(registry.names("executor"))
     known_tables = {"sweep", "grid", "run", "settings", *executors}
     for key, value in data.items():
