@@ -151,7 +151,7 @@ def build_ent(spec: Any, registry: Any, args: Any, variant: dict[str, Any]) -> t
     torch.manual_seed(args.seed)
     model = attach_lora(loaded, config.lora_r, config.lora_alpha, config.lora_dropout, None,
                         gradient_checkpointing=checkpointing)
-    plan = plan_speed(model, loaded, config, mode, checkpointing, config.memory_budget_gib)
+    plan = plan_speed(model, loaded, config, mode, checkpointing)
     if "dequant" in variant:
         plan.dequantized_layers = int(variant["dequant"])
     plan = apply_speed(model, loaded, plan)
@@ -187,7 +187,6 @@ def time_steps(step: Any, data: list[Any], warmup: int, device: str) -> tuple[li
 
 def profile_step(step: Any, ids: Any, args: Any, name: str) -> None:
     """One more step under torch.profiler: the top kernels by GPU time, written next to the JSON."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
@@ -201,7 +200,6 @@ def profile_step(step: Any, ids: Any, args: Any, name: str) -> None:
 
 def diagnostics_time(loaded: Any, registry: Any) -> dict[str, float]:
     """One diagnostic step as Trainer.diagnose computes it: probe activations, then the metric suite."""
-    import torch
 
     from ent_harness.diagnostics import run_metric_suite
     from ent_harness.modeling import terminal_activations

@@ -119,6 +119,12 @@ class PreparedRun:
         if self.writer:
             write_json(self.run_dir / RUN_FILE, self.record)
 
+    def save_final_record(self) -> None:
+        """run.json and report.md at the end of the run (the writer only)."""
+        if self.writer:
+            write_json(self.run_dir / RUN_FILE, self.record)
+            write_run_report(self.run_dir, self.record)
+
 
 def _resolve_components(config: RunConfig, registry: Registry) -> tuple[Any, Any, Any, list[Probe], str, list[Any]]:
     model_spec = registry.get("model", config.model)
@@ -194,15 +200,11 @@ def execute_run(prepared: PreparedRun, on_progress: ProgressCallback | None = No
         record["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["finished"] = _now()
-        prepared.save_record()
-        if prepared.writer:
-            write_run_report(prepared.run_dir, record)
+        prepared.save_final_record()
         raise
     record["status"] = status
     record["finished"] = _now()
-    prepared.save_record()
-    if prepared.writer:
-        write_run_report(prepared.run_dir, record)
+    prepared.save_final_record()
     return record
 
 
@@ -227,8 +229,7 @@ def _train(prepared: PreparedRun, on_progress: ProgressCallback | None) -> str:
         model = attach_lora(loaded, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets,
                             gradient_checkpointing=checkpointing)
         record["lora"] = {"r": config.lora_r, "alpha": config.lora_alpha, "source": "new"}
-    speed = apply_speed(model, loaded, plan_speed(model, loaded, config, speed_mode, checkpointing,
-                                                  config.memory_budget_gib))
+    speed = apply_speed(model, loaded, plan_speed(model, loaded, config, speed_mode, checkpointing))
     if speed_mode != "plain":
         checkpointing = speed.recomputed_layers + speed.selective_layers > 0
     record.update({

@@ -308,7 +308,9 @@ def device_budget_gib(device: Any, requested: float | None) -> float:
 
 def plan_speed(model: Any, loaded: Any, config: Any, mode: str, checkpointing: bool,
                budget_gib: float | None = None) -> SpeedPlan:
-    """Decide what ``fast`` / ``low-memory`` do for this model, batch and device (no change made yet)."""
+    """Decide what ``fast`` / ``low-memory`` do for this model, batch and device (no change made yet).
+
+    The budget is ``config.memory_budget_gib`` (``--memory-budget``) unless ``budget_gib`` overrides it."""
     import torch
 
     from . import planning
@@ -343,7 +345,7 @@ def plan_speed(model: Any, loaded: Any, config: Any, mode: str, checkpointing: b
     training_state = trainable * (planning.LORA_GRAD_BYTES + planning.OPTIMIZER_STATE_BYTES
                                   + planning.LORA_AUTOCAST_COPY_BYTES + planning.OPTIMIZER_STEP_TEMP_BYTES)
     fixed = loaded_bytes + training_state + workspace + loss
-    budget = device_budget_gib(loaded.device, budget_gib) * GIB
+    budget = device_budget_gib(loaded.device, config.memory_budget_gib if budget_gib is None else budget_gib) * GIB
     dequant_per_layer, _ = _layer_bytes(layers[0])
 
     selective = tokens * selective_bytes_per_token(shapes, len(lora_inputs), lora_rank)
