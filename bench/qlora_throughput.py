@@ -157,7 +157,7 @@ def build_ent(spec: Any, registry: Any, args: Any, variant: dict[str, Any]) -> t
     plan = apply_speed(model, loaded, plan)
     model.train()  # as ent's Trainer does before its first step
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer, optimizer_name = build_optimizer(trainable, config, args.device)
+    optimizer, optimizer_name = build_optimizer(trainable, config, args.device, fast=plan.mode == "fast")
     decoder_path = loaded.family.layers_path.rsplit(".", 1)[0]
 
     def step(ids: Any) -> float:
@@ -183,6 +183,16 @@ def time_steps(step: Any, data: list[Any], warmup: int, device: str) -> tuple[li
         if index >= warmup:
             times.append(time.perf_counter() - start)
     return times, losses
+
+
+def _dynamo_counters() -> Any:
+    import collections
+
+    try:
+        from torch._dynamo.utils import counters
+    except Exception:  # noqa: BLE001 - a torch without dynamo: nothing compiled, nothing counted
+        return collections.defaultdict(collections.Counter)
+    return counters
 
 
 def profile_step(step: Any, ids: Any, args: Any, name: str) -> None:
@@ -217,7 +227,10 @@ def diagnostics_time(loaded: Any, registry: Any) -> dict[str, float]:
     start = time.perf_counter()
     run_metric_suite(registry, activations, probe_labels(probes), 0, activations, registry.all("metric"),
                      [p.id for p in probes])
-    return {"activations_s": extract, "metrics_s": time.perf_counter() - start}
+    metrics_s = time.perf_counter() - start
+    tokens = sum(len(ids) for ids in loaded.tokenizer(texts, truncation=True, max_length=256)["input_ids"])
+    return {"activations_s": extract, "metrics_s": metrics_s, "probe_tokens": tokens,
+            "tokenizer": loaded.tokenizer_source}
 
 
 def run_variant(spec: Any, registry: Any, args: Any, name: str, data: list[Any]) -> dict[str, Any]:
@@ -233,6 +246,8 @@ def run_variant(spec: Any, registry: Any, args: Any, name: str, data: list[Any])
         model, step, info, loaded = build_ent(spec, registry, args, variant)
     setup_s = time.perf_counter() - started
     torch.manual_seed(args.seed + 1)  # the same dropout stream for every variant
+    compile_counters = _dynamo_counters()
+    compile_counters.clear()
     try:
         times, losses = time_steps(step, data, args.warmup, args.device)
     except torch.OutOfMemoryError as exc:
@@ -249,6 +264,9 @@ def run_variant(spec: Any, registry: Any, args: Any, name: str, data: list[Any])
         "peak_reserved_gb": torch.cuda.max_memory_reserved() / 1e9 if args.device == "cuda" else 0.0, **info,
     }
     result["peak_gb"] = result["peak_reserved_gb"] + info.get("paged_state_bytes", 0) / 1e9
+    # torch.compile's own account: graph breaks split a compiled layer into pieces that run eagerly in between
+    result["graph_breaks"] = sum(compile_counters["graph_break"].values())
+    result["compiled_graphs"] = compile_counters["stats"].get("unique_graphs", 0)
     if loaded is not None and args.diagnostics and variant["mode"] in ("auto", "fast") and len(variant) <= 4:
         result["diagnostics"] = diagnostics_time(loaded, registry)
         diag = result["diagnostics"]["activations_s"] + result["diagnostics"]["metrics_s"]
@@ -316,14 +334,15 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def diagnostics_table(results: list[dict[str, Any]]) -> str:
-    lines = ["| shape | probe activations (s) | metric suite (s) | ent step (s) | overhead vs 100 steps | run |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| shape | probe tokens | probe activations (s) | metric suite (s) | ent step (s) | overhead vs 100 steps "
+             "| run |", "|---|---|---|---|---|---|---|"]
     for run_index, result in enumerate(results, 1):
         for model in result["models"]:
             for variant in model["variants"]:
                 diag = variant.get("diagnostics")
                 if diag:
-                    lines.append(f"| {model['model']} | {fmt(diag['activations_s'])} | {fmt(diag['metrics_s'])} "
+                    lines.append(f"| {model['model']} | {fmt(diag.get('probe_tokens'), 0)} "
+                                 f"| {fmt(diag['activations_s'])} | {fmt(diag['metrics_s'])} "
                                  f"| {fmt(variant['median_step_s'], 3)} | {diag['overhead_vs_100_steps']:.2%} "
                                  f"| {run_index} |")
     return "\n".join(lines)

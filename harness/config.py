@@ -18,7 +18,7 @@ from .schedule import parse_windows
 
 QUANT_MODES = ("auto", "nf4", "none")
 DEVICES = ("auto", "cpu", "cuda")
-OPTIMIZERS = ("auto", "adamw", "paged_adamw", "adamw8bit", "paged_adamw8bit")
+OPTIMIZERS = ("auto", "adamw", "adamw_fused", "paged_adamw", "adamw8bit", "paged_adamw8bit")
 SWITCHES = ("auto", "on", "off")
 SPEED_MODES = ("auto", "fast", "low-memory", "plain")  # harness/speed.py says what each does
 

@@ -273,6 +273,11 @@ def _pin_4bit_layers(model: Any) -> int:
         if isinstance(module, Linear4bit):
             module.compute_dtype = torch.bfloat16
             module.compute_type_is_set = True
+            if module.bias is not None and module.bias.dtype != torch.bfloat16:
+                # what Linear4bit.forward does to its bias on its first call (``bias.data = bias.data.to(x.dtype)``
+                # with x in the compute dtype), done here: the same values, and no tensor mutation inside a
+                # compiled layer (a graph break in every biased projection under torch.compile)
+                module.bias.data = module.bias.data.to(torch.bfloat16)
             if hasattr(module, "support_avx512bf16_for_cpu"):
                 module.support_avx512bf16_for_cpu = False
             pinned += 1

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig
+from .config import OPTIMIZERS, RunConfig
 from .data import MixedBatches
 from .diagnostics import run_metric_suite
 from .faults import FaultPlan
@@ -42,24 +42,55 @@ def lr_at(step: int, config: RunConfig) -> float:
     return config.lr
 
 
-def build_optimizer(trainable: list[Any], config: RunConfig, device_type: str) -> tuple[Any, str]:
-    """AdamW; on CUDA with bitsandbytes, its paged 32-bit AdamW by default (QLoRA's choice)."""
+TORCH_ADAMW_NAMES = {"adamw": "adamw (torch)", "adamw_fused": "adamw (torch, fused)"}
+"""The names run.json records (``optimizer``) for torch's AdamW; bitsandbytes' are recorded by their choice."""
+
+
+def resolve_optimizer(config: RunConfig, device_type: str, fast: bool = False, recorded: str | None = None) -> str:
+    """The optimizer ``--optimizer auto`` means here.
+
+    A resumed run keeps the one it recorded (its checkpointed state belongs to that implementation). A new
+    run on CUDA gets torch's fused AdamW under ``--speed fast`` (one kernel for every adapter tensor; the
+    paged optimizer's per-tensor launches left the GPU idle for 75 ms of each 32B step on an H200, and its
+    states are in GPU memory either way at the sizes ``fast`` plans for), else bitsandbytes' paged 32-bit
+    AdamW (QLoRA's choice, which can page its states out under memory pressure); torch's AdamW on the CPU.
+    All of them compute AdamW with the same hyper-parameters.
+    """
+    choice = config.optimizer
+    if choice != "auto":
+        return choice
+    by_name = {name: key for key, name in TORCH_ADAMW_NAMES.items()}
+    if recorded is not None:
+        known = by_name.get(recorded, recorded)
+        if known in OPTIMIZERS and known != "auto":
+            return known
+    if device_type == "cuda":
+        if fast:
+            return "adamw_fused"
+        if _bnb_optimizers():
+            return "paged_adamw"
+    return "adamw"
+
+
+def build_optimizer(trainable: list[Any], config: RunConfig, device_type: str, fast: bool = False,
+                    recorded: str | None = None) -> tuple[Any, str]:
+    """The optimizer of :func:`resolve_optimizer` and the name run.json records for it."""
     import torch
 
-    choice = config.optimizer
-    if choice == "auto":
-        choice = "paged_adamw" if device_type == "cuda" and _bnb_optimizers() else "adamw"
-    if choice != "adamw":
-        if device_type != "cuda" or not _bnb_optimizers():
-            from .errors import EntError
+    choice = resolve_optimizer(config, device_type, fast, recorded)
+    if choice in TORCH_ADAMW_NAMES:
+        fused = {"fused": True} if choice == "adamw_fused" else {}
+        return (torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, **fused),
+                TORCH_ADAMW_NAMES[choice])
+    if device_type != "cuda" or not _bnb_optimizers():
+        from .errors import EntError
 
-            raise EntError(f"--optimizer {choice} needs bitsandbytes on a CUDA GPU", "use --optimizer adamw")
-        import bitsandbytes as bnb
+        raise EntError(f"--optimizer {choice} needs bitsandbytes on a CUDA GPU", "use --optimizer adamw")
+    import bitsandbytes as bnb
 
-        cls = {"paged_adamw": bnb.optim.PagedAdamW32bit, "adamw8bit": bnb.optim.AdamW8bit,
-               "paged_adamw8bit": bnb.optim.PagedAdamW8bit}[choice]
-        return cls(trainable, lr=config.lr, weight_decay=config.weight_decay), choice
-    return torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay), "adamw (torch)"
+    cls = {"paged_adamw": bnb.optim.PagedAdamW32bit, "adamw8bit": bnb.optim.AdamW8bit,
+           "paged_adamw8bit": bnb.optim.PagedAdamW8bit}[choice]
+    return cls(trainable, lr=config.lr, weight_decay=config.weight_decay), choice
 
 
 def _bnb_optimizers() -> bool:
@@ -123,7 +154,9 @@ class Trainer:
         self.labels = probe_labels(probes)
         self.probe_ids = [p.id for p in probes]
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer, optimizer_name = build_optimizer(self.trainable, config, loaded.device.type)
+        self.optimizer, optimizer_name = build_optimizer(self.trainable, config, loaded.device.type,
+                                                         fast=self.speed.mode == "fast",
+                                                         recorded=record.get("optimizer"))
         self.record["optimizer"] = optimizer_name
         self.diag_steps = diagnostic_steps(config.steps, config.diag_every, config.diag_windows)
         self.ckpt_steps = checkpoint_steps(config.steps, self.diag_steps, config.checkpoint_every)

@@ -228,3 +228,93 @@ def test_the_lean_forward_and_the_fused_loss_apply_only_where_they_compute_the_s
         "plain", "off", "stream", "in-order")
     fresh = RunConfig.from_record(RunConfig(model="tiny-qwen2").to_record())
     assert (fresh.speed, fresh.dropout_seeding, fresh.probe_batching) == ("auto", "per-micro-batch", "by-length")
+
+
+@pytest.mark.slow
+def test_compiled_layers_checkpoint_inside_the_graph_without_graph_breaks() -> None:
+    """Selective layers under torch.compile (CPU inductor here, CUDA in runs): the checkpoint sits inside the
+    compiled forward (so the partitioner recomputes only what the backward reads), the layer has no graph
+    break (the 4-bit projections' biases are bf16 from the load on), and the step computes what a compiled
+    step keeping every activation computes, dropout included."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from ent_harness.modeling import enable_checkpointing
+    from ent_harness.speed import SpeedPlan, apply_speed, causal_lm_loss
+
+    torch._dynamo.reset()
+    ids = torch.randint(0, 250, (2, 48), generator=torch.Generator().manual_seed(6))
+    results = []
+    for selective in (0, 4):
+        loaded, model = _tiny(dropout=0.1)
+        enable_checkpointing(model.get_base_model())  # as `ent run` does on CUDA; apply_speed sets each layer
+        biases = [m.bias for m in model.modules() if type(m).__name__ == "Linear4bit" and m.bias is not None]
+        assert biases and all(b.dtype == torch.bfloat16 for b in biases)  # Qwen's q/k/v biases
+        plan = apply_speed(model, loaded, SpeedPlan(mode="fast", layers=4, selective_layers=selective, compiled=True))
+        layers = model.get_base_model().model.layers
+        assert all(not layer.gradient_checkpointing for layer in layers)  # transformers' own stays off
+        assert sum("forward" in vars(layer) for layer in layers) == selective  # the in-graph wrapper
+        model.train()
+        counters.clear()
+        saved = [0]
+        weights = {p.data_ptr() for p in model.parameters()}
+
+        def pack(tensor, saved=saved, weights=weights):
+            if tensor.data_ptr() not in weights:  # parameters are saved by reference: no memory
+                saved[0] += tensor.numel() * tensor.element_size()
+            return tensor
+
+        torch.manual_seed(7)
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = causal_lm_loss(model, ids, fused=plan.fused_loss)
+        loss.backward()
+        assert sum(counters["graph_break"].values()) == 0
+        results.append((float(loss.detach()), saved[0], {n: p.grad.clone() for n, p in model.named_parameters()
+                                                          if p.requires_grad}))
+    (loss, kept_bytes, grads), (selective_loss, selective_bytes, selective_grads) = results
+    assert selective_bytes < kept_bytes / 2  # recomputed in the backward instead of kept
+    assert selective_loss == pytest.approx(loss, abs=1e-3)  # the same dropout masks; fused kernels round apart
+    for name, grad in grads.items():
+        assert torch.allclose(selective_grads[name], grad, rtol=0.02, atol=2e-3), name
+
+
+def test_auto_optimizer_is_fused_adamw_under_fast_on_cuda_and_a_resume_keeps_the_recorded_one() -> None:
+    import torch
+
+    from ent_harness.config import RunConfig
+    from ent_harness.trainer import build_optimizer, resolve_optimizer
+
+    auto = RunConfig(model="tiny-qwen2")
+    assert resolve_optimizer(auto, "cuda", fast=True) == "adamw_fused"
+    assert resolve_optimizer(auto, "cpu", fast=True) == "adamw"
+    assert resolve_optimizer(auto, "cuda", fast=False) in ("paged_adamw", "adamw")  # paged with bitsandbytes
+    # a resumed run keeps the implementation its checkpointed state belongs to, whatever auto means now
+    assert resolve_optimizer(auto, "cuda", fast=True, recorded="paged_adamw") == "paged_adamw"
+    assert resolve_optimizer(auto, "cuda", fast=True, recorded="adamw (torch)") == "adamw"
+    assert resolve_optimizer(auto, "cpu", fast=False, recorded="adamw (torch, fused)") == "adamw_fused"
+    chosen = RunConfig(model="tiny-qwen2", optimizer="adamw")
+    assert resolve_optimizer(chosen, "cuda", fast=True, recorded="paged_adamw") == "adamw"
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer, name = build_optimizer([weight], RunConfig(model="tiny-qwen2", optimizer="adamw_fused"), "cpu")
+    assert name == "adamw (torch, fused)" and optimizer.defaults["fused"]
+    assert resolve_optimizer(auto, "cpu", recorded=name) == "adamw_fused"
+
+
+def test_a_compiled_plan_counts_the_smaller_activations_of_compiled_layers() -> None:
+    from ent_harness.config import RunConfig
+    from ent_harness.speed import COMPILED_ACTIVATION_RATIO, plan_speed
+
+    loaded, model = _tiny()
+    budget = 0.5
+    eager = plan_speed(model, loaded, RunConfig(model="tiny-qwen2", batch_size=4, seq_len=1024, compile_layers="off"),
+                       "fast", checkpointing=True, budget_gib=budget)
+    compiled = plan_speed(model, loaded, RunConfig(model="tiny-qwen2", batch_size=4, seq_len=1024,
+                                                   compile_layers="on"), "fast", checkpointing=True, budget_gib=budget)
+    assert compiled.compiled and not eager.compiled
+    kept = [p.layers - p.selective_layers - p.recomputed_layers for p in (eager, compiled)]
+    assert kept[1] >= kept[0] and compiled.estimate_gib <= budget + 0.01
+    all_kept = [plan_speed(model, loaded, RunConfig(model="tiny-qwen2", batch_size=4, seq_len=1024,
+                                                    compile_layers=c), "fast", checkpointing=True, budget_gib=8.0)
+                for c in ("off", "on")]
+    ratio = all_kept[1].terms_gib["activations"] / all_kept[0].terms_gib["activations"]
+    assert ratio == pytest.approx(COMPILED_ACTIVATION_RATIO, abs=0.01)
