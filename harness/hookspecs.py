@@ -45,8 +45,9 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
     """Register model loaders (phase: load).
 
     Call ``register(ModelSpec(...))`` once per model: its name (``ent run --model NAME``), a lazy target
-    returning its ``transformers`` config, its hub id for real weights and/or a tokenizer target. The
-    family serving it is found from the config's architecture. Returns nothing.
+    returning its ``transformers`` config, its hub id for real weights and/or a tokenizer target, and
+    optionally the offline tokenizer of its shape twin (``twin_tokenizer``). The family serving it is found
+    from the config's architecture. Returns nothing.
     """
 
 

@@ -125,16 +125,17 @@ def _random_weight_checkpoint(spec: ModelSpec, config: dict[str, Any]) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    cache_root = Path(os.environ.get("ENT_CACHE", Path(tempfile.gettempdir()) / "ent-cache"))
-    target = cache_root / "random-weights" / f"{spec.name}-seed{spec.random_seed}"
+    from .weights import cache_dir
+
+    target = cache_dir("random-weights", f"{spec.name}-seed{spec.random_seed}")
     if (target / "config.json").is_file():
         return target
     hf_config = AutoConfig.for_model(**config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.random_seed)
         model = AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent if target.parent.exists() else None))
     target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))  # beside the target: os.replace stays atomic
     model.save_pretrained(tmp, safe_serialization=True)
     try:
         os.replace(tmp, target)
@@ -146,14 +147,16 @@ def _random_weight_checkpoint(spec: ModelSpec, config: dict[str, Any]) -> Path:
 
 
 def load_model(spec: ModelSpec, registry: Registry, quantize: str = "auto", device: str = "auto",
-               model_path: str | None = None, random_weights: bool = False) -> LoadedModel:
+               model_path: str | None = None, random_weights: bool = False,
+               tokenizer_record: str | None = None) -> LoadedModel:
     """Load a model plugin's base model (4-bit NF4 where bitsandbytes allows, bf16 otherwise).
 
     Weights come from the hub id, from ``model_path`` (a local checkout), or, with ``random_weights``, from
     a seeded "shape twin" built from the plugin's config directly on the device (:mod:`.weights`); embedded
     models always use random weights (unless ``model_path`` is given). Every path ends in the same state:
     base frozen and prepared for k-bit training (:func:`_prepare_base`), 4-bit layers pinned
-    (:func:`_pin_4bit_layers`), tokenizer padding never equal to EOS.
+    (:func:`_pin_4bit_layers`), tokenizer padding never equal to EOS. ``tokenizer_record``: the tokenizer
+    source a resumed run recorded (:func:`.weights.load_tokenizer` keeps it or stops with one line).
     """
     quiet_libraries()
     import torch
@@ -167,7 +170,8 @@ def load_model(spec: ModelSpec, registry: Registry, quantize: str = "auto", devi
     torch_device = resolve_device(device)
     quantization = resolve_quantization(quantize)
     # The tokenizer first: a missing one is reported before any weights move.
-    tokenizer, tokenizer_source = _load_tokenizer(spec, family, source, source.config.get("vocab_size"))
+    tokenizer, tokenizer_source = _load_tokenizer(spec, family, source, source.config.get("vocab_size"),
+                                                  tokenizer_record)
     if source.kind == "twin":
         model = build_twin(source.config, spec.random_seed, torch_device,
                            _bnb_config(family) if quantization == "nf4" else None,
@@ -200,7 +204,7 @@ def load_model(spec: ModelSpec, registry: Registry, quantize: str = "auto", devi
 
 
 def _load_tokenizer(spec: ModelSpec, family: FamilySpec, source: Any = None,
-                    vocab_size: int | None = None) -> tuple[Any, str]:
+                    vocab_size: int | None = None, recorded: str | None = None) -> tuple[Any, str]:
     """The model's tokenizer with the family's padding side and a pad token distinct from EOS.
 
     Returns ``(tokenizer, where it came from)``. Pad = EOS would hide EOS from any loss that masks padding,
@@ -211,7 +215,7 @@ def _load_tokenizer(spec: ModelSpec, family: FamilySpec, source: Any = None,
     if source is None:
         kind = "embedded" if spec.embedded or spec.hub_id is None else "hub"
         source = WeightSource(kind, spec.hub_id, {}, "")
-    tokenizer, described = load_tokenizer(spec, source)
+    tokenizer, described = load_tokenizer(spec, source, recorded)
     tokenizer.padding_side = family.padding_side
     ensure_distinct_pad(tokenizer, family, vocab_size)
     return tokenizer, described

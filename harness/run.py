@@ -182,6 +182,7 @@ def prepare_resume(run_dir: Path, registry: Registry, steps: int | None = None,
     # drop what was recorded after the checkpoint: those steps are recomputed identically
     kept = [r for r in read_jsonl(run_dir / DIAGNOSTICS_FILE) if r["step"] <= resume_step] if checkpoint else []
     has_record = any(r["step"] == resume_step and "event" not in r for r in kept)
+    _check_tokenizer(model_spec, config, recorded_tokenizer(record, checkpoint))  # before anything is rewritten
     diag_steps = diagnostic_steps(config.steps, config.diag_every, config.diag_windows)
     atomic_write_text(run_dir / DIAGNOSTICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
     record.update({"status": "resuming", "config": config.to_record(), "resumed": _now()})
@@ -189,6 +190,30 @@ def prepare_resume(run_dir: Path, registry: Registry, steps: int | None = None,
     return PreparedRun(config, run_dir, registry, record, probes, model_spec, primary_spec, companion_spec,
                        metric_specs, FaultPlan.from_specs(config.inject_faults), resume_from=checkpoint,
                        redo_diagnostic=checkpoint is not None and not has_record and resume_step in diag_steps)
+
+
+def recorded_tokenizer(record: dict[str, Any], checkpoint: Path | None) -> str | None:
+    """The tokenizer a resumed run must keep: its recorded ``tokenizer_source`` (``UNRECORDED_TOKENIZER`` for a
+    run.json written before ent recorded it); None for a new run or one with no checkpoint (it starts over)."""
+    from .weights import UNRECORDED_TOKENIZER
+
+    if checkpoint is None:
+        return None
+    return str(record.get("tokenizer_source", UNRECORDED_TOKENIZER))
+
+
+def _check_tokenizer(model_spec: Any, config: RunConfig, recorded: str | None) -> None:
+    """A resumed shape twin gets the tokenizer it recorded, or one line (exit 2) before the run is touched.
+
+    Only twins choose between tokenizers on the machine at hand (cached hub tokenizer, the plugin's offline
+    one, the byte-level fallback); ``load_model`` checks every kind of run again when it loads the tokenizer.
+    """
+    if not recorded or not config.random_weights:
+        return
+    from .modeling import model_config
+    from .weights import load_tokenizer, resolve_source
+
+    load_tokenizer(model_spec, resolve_source(model_spec, model_config(model_spec), config.model_path, True), recorded)
 
 
 def execute_run(prepared: PreparedRun, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
@@ -216,7 +241,7 @@ def _train(prepared: PreparedRun, on_progress: ProgressCallback | None) -> str:
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % (2**32))
     loaded = load_model(prepared.model_spec, prepared.registry, config.quantize, config.device, config.model_path,
-                        config.random_weights)
+                        config.random_weights, recorded_tokenizer(record, prepared.resume_from))
     checkpointing = config.gradient_checkpointing == "on" or (
         config.gradient_checkpointing == "auto" and loaded.device.type == "cuda")
     speed_mode = resolve_mode(config.speed, loaded.device.type)
@@ -236,6 +261,7 @@ def _train(prepared: PreparedRun, on_progress: ProgressCallback | None) -> str:
         "status": "running",
         "quantization": loaded.quantization,
         "weights_source": loaded.weights_source,
+        "tokenizer_source": loaded.tokenizer_source,
         "device": str(loaded.device),
         "family": loaded.family.name,
         "gradient_checkpointing": checkpointing,

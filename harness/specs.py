@@ -124,7 +124,10 @@ class ModelSpec(ComponentSpec):
     ``config`` is a lazy target returning a ``transformers`` config dict (or a path to a config.json).
     ``hub_id`` names the Hugging Face repository for real weights (None: the model only exists as
     random weights, like the embedded tiny models). ``tokenizer`` is a lazy target returning a tokenizer
-    for models that have no hub tokenizer. ``random_seed`` seeds weights built from the config.
+    for models that have no hub tokenizer. ``twin_tokenizer`` is a lazy target ``f() -> (tokenizer,
+    description)`` that a shape twin (``--random-weights``) uses when the hub tokenizer is not in the local
+    cache (it raises ``ImportError`` when what it needs is not installed; the twin then falls back to the
+    embedded byte-level tokenizer). ``random_seed`` seeds weights built from the config.
     ``embedded`` marks models built in-process with no download (the tiny models). ``run_defaults``
     overrides the protocol's run defaults for this model (e.g. fewer steps for a tiny model); a config
     file and command-line flags override them in turn.
@@ -134,6 +137,7 @@ class ModelSpec(ComponentSpec):
     config: str = ""
     hub_id: str | None = None
     tokenizer: str | None = None
+    twin_tokenizer: str | None = None
     random_seed: int = 0
     embedded: bool = False
     run_defaults: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
@@ -142,6 +146,7 @@ class ModelSpec(ComponentSpec):
         super().__post_init__()
         _check_target("model", self.name, "config", self.config)
         _check_target("model", self.name, "tokenizer", self.tokenizer, required=False)
+        _check_target("model", self.name, "twin_tokenizer", self.twin_tokenizer, required=False)
         if self.hub_id is None and self.tokenizer is None:
             raise PluginSpecError(f"model '{self.name}': give a hub_id or a tokenizer target")
 

