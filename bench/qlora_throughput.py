@@ -20,7 +20,8 @@ step (probe activations of factorial-v1 + the metric suite, as the trainer compu
     python bench/qlora_throughput.py --section-from RESULTS.json [RESULTS2.json] --write BENCHMARKS.md
 
 Variants: `peer`, `ent` (auto = fast on CUDA), `ent:low-memory`, `ent:plain`, and ablations
-`ent:fast:recompute=on|off`, `ent:fast:dequant=0`, `ent:fast:budget=GIB`, `ent:fast:compile=off`.
+`ent:fast:recompute=on|off`, `ent:fast:dequant=0`, `ent:fast:gemms=N`, `ent:fast:budget=GIB`,
+`ent:fast:compile=off`.
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ def build_ent(spec: Any, registry: Any, args: Any, variant: dict[str, Any]) -> t
     plan = plan_speed(model, loaded, config, mode, checkpointing)
     if "dequant" in variant:
         plan.dequantized_layers = int(variant["dequant"])
+    if "gemms" in variant:  # selective layers keeping their GEMM outputs (0: attention and rank-r outputs only)
+        plan.selective_gemm_layers = min(int(variant["gemms"]), plan.selective_layers)
     plan = apply_speed(model, loaded, plan)
     model.train()  # as ent's Trainer does before its first step
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -208,29 +211,47 @@ def profile_step(step: Any, ids: Any, args: Any, name: str) -> None:
     Path(args.out, f"profile-{safe}.txt").write_text(table, encoding="utf-8")
 
 
-def diagnostics_time(loaded: Any, registry: Any) -> dict[str, float]:
-    """One diagnostic step as Trainer.diagnose computes it: probe activations, then the metric suite."""
+def diagnostics_time(loaded: Any, registry: Any) -> dict[str, Any]:
+    """One diagnostic step as Trainer.diagnose computes it with ent run's defaults: probe activations (probe batch
+    size and length of RunConfig), then the metric suite. Also times the activations at other probe batch sizes."""
 
+    from ent_harness.config import RunConfig
     from ent_harness.diagnostics import run_metric_suite
     from ent_harness.modeling import terminal_activations
     from ent_harness.probes import probe_labels
     from ent_plugins.probes.builtin import factorial_v1
 
+    defaults = RunConfig(model="bench")
+    batch, max_tokens = defaults.probe_batch_size, defaults.probe_max_tokens
     probes = factorial_v1()
     texts = [p.text for p in probes]
-    terminal_activations(loaded, texts[:16], 16, 256)  # warm-up
-    synchronize()
-    start = time.perf_counter()
-    activations = terminal_activations(loaded, texts, 16, 256)
-    synchronize()
-    extract = time.perf_counter() - start
+
+    def activations_time(size: int) -> tuple[float, Any]:
+        terminal_activations(loaded, texts[:size], size, max_tokens)  # warm-up
+        synchronize()
+        start = time.perf_counter()
+        rows = terminal_activations(loaded, texts, size, max_tokens)
+        synchronize()
+        return time.perf_counter() - start, rows
+
+    extract, activations = activations_time(batch)
+    run_metric_suite(registry, activations, probe_labels(probes), 0, activations, registry.all("metric"),
+                     [p.id for p in probes])  # warm-up (first-call imports)
     start = time.perf_counter()
     run_metric_suite(registry, activations, probe_labels(probes), 0, activations, registry.all("metric"),
                      [p.id for p in probes])
     metrics_s = time.perf_counter() - start
-    tokens = sum(len(ids) for ids in loaded.tokenizer(texts, truncation=True, max_length=256)["input_ids"])
-    return {"activations_s": extract, "metrics_s": metrics_s, "probe_tokens": tokens,
-            "tokenizer": loaded.tokenizer_source}
+    from ent_harness.diagnostics import _run_metrics  # the suite with BLAS's default threads, for comparison
+
+    start = time.perf_counter()
+    _run_metrics(registry, activations, probe_labels(probes), 0, activations, registry.all("metric"),
+                 [p.id for p in probes])
+    metrics_default_threads_s = time.perf_counter() - start
+    tokens = sum(len(ids) for ids in loaded.tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"])
+    others = {f"activations_s_batch{size}": activations_time(size)[0] for size in (16, 64, 192) if size != batch}
+    return {"activations_s": extract, "metrics_s": metrics_s, "metrics_s_default_blas_threads": metrics_default_threads_s,
+            "probe_batch_size": batch, "probe_tokens": tokens,
+            "tokenizer": loaded.tokenizer_source, **others}
 
 
 def run_variant(spec: Any, registry: Any, args: Any, name: str, data: list[Any]) -> dict[str, Any]:

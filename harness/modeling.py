@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import PROBE_BATCH_SIZE
 from .errors import EntError
 from .plugin_manager import Registry
 from .specs import FamilySpec, ModelSpec, resolve_target
@@ -358,7 +359,7 @@ def causal_lm(model: Any) -> Any:
     return get_base() if callable(get_base) else model
 
 
-def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int = 16, max_tokens: int = 256,
+def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int = PROBE_BATCH_SIZE, max_tokens: int = 256,
                          by_length: bool = True) -> np.ndarray:
     """Pooled terminal-layer activations, one float64 row per text.
 

@@ -16,7 +16,8 @@ on the seven linears, autocast bf16, full-vocabulary cross-entropy. What this mo
   lean forward adds without the copy (same values).
 
 - ``selective recomputation``: layers that cannot keep all their activations keep attention's results and the
-  adapters' rank-r activations, and recompute the rest.
+  adapters' rank-r activations, and recompute the rest; as many of them as memory allows also keep their base
+  GEMMs' outputs, so their backward recomputes only element-wise work.
 - ``compiled layers`` (CUDA): each decoder layer under ``torch.compile``, which fuses that element-wise work.
 
 ``plan_speed`` fits these into a memory budget (default: what an 80 GB card holds, so a run configured on an
@@ -63,7 +64,8 @@ class SpeedPlan:
     lean_lora: bool = False
     layers: int = 0
     recomputed_layers: int = 0  # under full gradient checkpointing (input kept, the whole layer recomputed)
-    selective_layers: int = 0  # under selective checkpointing (GEMM and attention outputs kept, the rest recomputed)
+    selective_layers: int = 0  # under selective checkpointing (attention and rank-r outputs kept, the rest recomputed)
+    selective_gemm_layers: int = 0  # of those, the ones that also keep their base GEMMs' outputs
     dequantized_layers: int = 0
     compiled: bool = False  # decoder layers compiled with torch.compile for training (diagnostics stay eager)
     budget_gib: float | None = None
@@ -358,30 +360,45 @@ def plan_speed(model: Any, loaded: Any, config: Any, mode: str, checkpointing: b
     dequant_per_layer, _ = _layer_bytes(layers[0])
 
     selective = tokens * selective_bytes_per_token(shapes, len(lora_inputs), lora_rank)
+    with_gemms = selective + tokens * gemm_output_bytes_per_token(shapes)
 
-    def activations(kept: int, sac: int) -> int:
+    def activations(kept: int, gemms: int, sac: int) -> int:
+        """``kept`` whole layers, ``sac`` selective ones of which ``gemms`` keep their GEMM outputs."""
         recompute_workspace = full if kept < n else 0  # one layer's activations, rebuilt in its backward
-        return kept * full + sac * selective + (n - kept - sac) * kept_input + recompute_workspace
+        return (kept * full + gemms * with_gemms + (sac - gemms) * selective + (n - kept - sac) * kept_input
+                + recompute_workspace)
 
-    def fits(kept: int, sac: int) -> bool:
-        return fixed + activations(kept, sac) <= budget
+    def fits(kept: int, gemms: int, sac: int) -> bool:
+        return fixed + activations(kept, gemms, sac) <= budget
 
+    # Per byte, a selective layer keeping its GEMM outputs saves the most time (a kept layer also keeps its
+    # element-wise intermediates, cheap to recompute: 1.76 GB against 0.6 GB per layer on the 32B twin, for
+    # about the same time), so: every layer whole if possible, else every layer at least selective with its
+    # GEMM outputs and the rest of the memory for whole layers, else as many with GEMM outputs as fit,
+    # else selective layers and full recomputation for the rest.
     if config.gradient_checkpointing == "on":
-        kept, sac = 0, 0
+        kept, gemms, sac = 0, 0, 0
     elif config.gradient_checkpointing == "off" or not checkpointing:  # nothing can be recomputed
-        kept, sac = n, 0
-    else:  # most layers kept, then selective recomputation for the rest, full recomputation last
-        kept = next((k for k in range(n, -1, -1) if fits(k, n - k)), 0)
-        sac = n - kept if fits(kept, n - kept) else next((s for s in range(n, -1, -1) if fits(0, s)), 0)
-    spare = budget - fixed - activations(kept, sac)
+        kept, gemms, sac = n, 0, 0
+    elif fits(0, n, n):
+        kept = next(k for k in range(n, -1, -1) if fits(k, n - k, n - k))
+        gemms = sac = n - kept
+    elif fits(0, 0, n):
+        kept, sac = 0, n
+        gemms = next(g for g in range(n, -1, -1) if fits(0, g, n))
+    else:
+        kept, gemms = 0, 0
+        sac = next((s for s in range(n, -1, -1) if fits(0, 0, s)), 0)
+    spare = budget - fixed - activations(kept, gemms, sac)
     dequantized = 0 if dequant_per_layer == 0 else int(min(n, max(0, spare // dequant_per_layer)))
     plan.selective_layers = sac
+    plan.selective_gemm_layers = gemms
     plan.recomputed_layers = n - kept - sac
     plan.dequantized_layers = dequantized
     plan.budget_gib = round(budget / GIB, 2)
     plan.terms_gib = {k: round(v / GIB, 3) for k, v in {
         "loaded_model": loaded_bytes, "training_state": training_state, "backward_workspace": workspace,
-        "fused_loss": loss, "activations": activations(kept, sac), "dequantized": dequantized * dequant_per_layer}.items()}
+        "fused_loss": loss, "activations": activations(kept, gemms, sac), "dequantized": dequantized * dequant_per_layer}.items()}
     plan.estimate_gib = round(sum(plan.terms_gib.values()), 2)
     return plan
 
@@ -398,20 +415,23 @@ def apply_speed(model: Any, loaded: Any, plan: SpeedPlan) -> SpeedPlan:
         return plan
     layers = _module_at(causal_lm(model), loaded.family.layers_path)
     kept = plan.layers - plan.recomputed_layers - plan.selective_layers
-    selective_function = None
+    functions: dict[bool, Any] = {}
     if kept < plan.layers and not all(hasattr(layer, "gradient_checkpointing") for layer in layers):
         # transformers before 4.52 checkpoints the whole model, not layer by layer: record what happens
-        plan.recomputed_layers, plan.selective_layers, kept = plan.layers, 0, 0
+        plan.recomputed_layers, plan.selective_layers, plan.selective_gemm_layers, kept = plan.layers, 0, 0, 0
     for index, layer in enumerate(layers):
         if not hasattr(layer, "gradient_checkpointing"):
             continue
         if index < kept:
             layer.gradient_checkpointing = False
         elif index < kept + plan.selective_layers:
-            # one function object for all of them: compiled layers then share one graph
-            selective_function = selective_function or selective_checkpoint_function(_lora_rank(model))
+            # one function object per policy: compiled layers with the same policy then share one graph
+            keep_gemms = index < kept + plan.selective_gemm_layers
+            if keep_gemms not in functions:
+                functions[keep_gemms] = selective_checkpoint_function(_lora_rank(model), keep_gemms)
+            selective_function = functions[keep_gemms]
             if plan.compiled:
-                checkpoint_inside(layer, selective_function)
+                checkpoint_inside(layer, selective_function, "selective+gemms" if keep_gemms else "selective")
             else:
                 layer._gradient_checkpointing_func = selective_function
     if kept == plan.layers and hasattr(causal_lm(model), "_require_grads_hook"):
@@ -442,18 +462,23 @@ def selective_bytes_per_token(shapes: Any, adapted: int, lora_r: int) -> int:
     return int(4 * h + 2 * h + 4 * shapes.heads + 2 * lora_r * adapted)
 
 
+def gemm_output_bytes_per_token(shapes: Any) -> int:
+    """What keeping a layer's base GEMM outputs adds per token: the seven projections' bf16 outputs (a
+    compiled layer keeps only those its backward reads: q, k, v, gate and up)."""
+    h = shapes.hidden
+    return int(2 * (3 * h + 2 * shapes.kv_width + 2 * shapes.intermediate))
+
+
 def _lora_rank(model: Any) -> int:
     config = getattr(model, "peft_config", {}).get("default")
     return int(getattr(config, "r", 64))
 
 
-def selective_checkpoint_function(lora_rank: int) -> Any:
+def selective_checkpoint_function(lora_rank: int, keep_gemms: bool = False) -> Any:
     """Non-reentrant checkpointing that keeps attention's results and the adapters' rank-r activations and
     recomputes the rest (the base GEMMs, norms, casts, rotary embeddings, dropout from the same RNG state,
-    SwiGLU) in the backward pass.
-
-    Keeping the base GEMMs' outputs as well was measured slower on the H200 with compiled layers (32B twin:
-    1,645 against 2,331 tokens/s, BENCHMARKS.md), so they are recomputed.
+    SwiGLU) in the backward pass; with ``keep_gemms`` it keeps the base GEMMs' outputs too (bitsandbytes' 4-bit
+    GEMM, or a bf16 one), and the backward recomputes element-wise work only.
     """
     import functools
 
@@ -466,11 +491,18 @@ def selective_checkpoint_function(lora_rank: int) -> Any:
         "_scaled_dot_product_cudnn_attention", "_flash_attention_forward", "_efficient_attention_forward")
         if hasattr(aten, name)}
     gemms = {aten.mm.default, aten.addmm.default}
+    gemm_4bit = getattr(getattr(torch.ops, "bitsandbytes", None), "gemm_4bit", None)
+    quantized_gemms = {gemm_4bit.default} if gemm_4bit is not None and hasattr(gemm_4bit, "default") else set()
 
     def policy(_ctx: Any, op: Any, *args: Any, **_kwargs: Any) -> Any:
         if op in attention:
             return CheckpointPolicy.MUST_SAVE
-        if op in gemms and args[-1].shape[-1] <= lora_rank:  # an adapter's down-projection: r outputs
+        if op in gemms:
+            if args[-1].shape[-1] <= lora_rank:  # an adapter's down-projection: r outputs
+                return CheckpointPolicy.MUST_SAVE
+            if keep_gemms and args[-2].shape[-1] > lora_rank:  # a base GEMM (not an adapter's up-projection)
+                return CheckpointPolicy.MUST_SAVE
+        if keep_gemms and op in quantized_gemms:
             return CheckpointPolicy.MUST_SAVE
         return CheckpointPolicy.PREFER_RECOMPUTE
 
@@ -478,25 +510,34 @@ def selective_checkpoint_function(lora_rank: int) -> Any:
                              context_fn=functools.partial(create_selective_checkpoint_contexts, policy))
 
 
-def checkpoint_inside(layer: Any, checkpoint_function: Any) -> None:
+def checkpoint_inside(layer: Any, checkpoint_function: Any, policy: str) -> None:
     """Checkpoint ``layer`` inside its own forward instead of around its call.
 
     transformers (before 5.2x) checkpoints a layer in ``__call__``, outside the module's compiled forward, so
     a compiled layer is recomputed whole: every GEMM, including the o and down projections whose outputs its
     backward never reads. Inside the forward, torch.compile sees the checkpoint and its policy, and its
     partitioner recomputes only what the backward needs. Same values: the selective policy is unchanged.
+
+    ``policy`` names the checkpoint function and is read in the forward: torch.compile guards on it, so
+    layers with different policies get different graphs (it does not tell two closures of one function apart).
     """
     import functools
 
     layer.gradient_checkpointing = False  # transformers' own checkpointing, in __call__ or forward, stays off
+    layer._ent_checkpoint_policy = policy
+    _CHECKPOINT_FUNCTIONS[policy] = checkpoint_function
     layer_forward = type(layer).forward
 
     def forward(*args: Any, **kwargs: Any) -> Any:
         if not (layer.training and _grad_enabled()):
             return layer_forward(layer, *args, **kwargs)
-        return checkpoint_function(functools.partial(layer_forward, layer, **kwargs), *args)
+        function = _CHECKPOINT_FUNCTIONS[layer._ent_checkpoint_policy]
+        return function(functools.partial(layer_forward, layer, **kwargs), *args)
 
     layer.forward = forward
+
+
+_CHECKPOINT_FUNCTIONS: dict[str, Any] = {}
 
 
 def _grad_enabled() -> bool:
@@ -511,7 +552,7 @@ def compile_layers(layers: Any) -> None:
     import torch
 
     dynamo = torch._dynamo.config
-    for name in ("recompile_limit", "cache_size_limit"):  # kept, selective and recomputed layers: 3 graphs
+    for name in ("recompile_limit", "cache_size_limit"):  # kept, two selective policies, recomputed: 4 graphs
         if hasattr(dynamo, name):
             setattr(dynamo, name, max(getattr(dynamo, name), 16))
     for layer in layers:

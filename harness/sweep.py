@@ -50,9 +50,9 @@ LIST_FIELDS = ("diag_windows", "inject_faults", "lora_targets")
 NOT_SWEEPABLE = ("out", "extra")
 # may differ between the sweep file and a run directory without making them different runs
 NOT_COMPARED = ("out", "extra", "inject_faults", "steps")
-# settings added after runs were recorded: a legacy run.json gets its old behaviour on resume (LEGACY_DEFAULTS),
-# so they are compared only when the sweep file sets them (see assess)
-LATER_SETTINGS = ("speed", "compile_layers", "dropout_seeding", "probe_batching")
+# settings added (or whose default changed) after runs were recorded: a legacy run.json gets its old behaviour
+# on resume (LEGACY_DEFAULTS, or its recorded value), so they are compared only when the sweep file sets them
+LATER_SETTINGS = ("speed", "compile_layers", "dropout_seeding", "probe_batching", "probe_batch_size")
 DONE_STATUSES = ("finished", "diverged")  # a diverged run would diverge again: it is a result, not a failure
 BASE_NAME_KEYS = ("model", "companion", "seed")
 ABBREVIATIONS = {
