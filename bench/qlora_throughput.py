@@ -241,16 +241,9 @@ def diagnostics_time(loaded: Any, registry: Any) -> dict[str, Any]:
     run_metric_suite(registry, activations, probe_labels(probes), 0, activations, registry.all("metric"),
                      [p.id for p in probes])
     metrics_s = time.perf_counter() - start
-    from ent_harness.diagnostics import _run_metrics  # the suite with BLAS's default threads, for comparison
-
-    start = time.perf_counter()
-    _run_metrics(registry, activations, probe_labels(probes), 0, activations, registry.all("metric"),
-                 [p.id for p in probes])
-    metrics_default_threads_s = time.perf_counter() - start
     tokens = sum(len(ids) for ids in loaded.tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"])
     others = {f"activations_s_batch{size}": activations_time(size)[0] for size in (16, 64, 192) if size != batch}
-    return {"activations_s": extract, "metrics_s": metrics_s, "metrics_s_default_blas_threads": metrics_default_threads_s,
-            "probe_batch_size": batch, "probe_tokens": tokens,
+    return {"activations_s": extract, "metrics_s": metrics_s, "probe_batch_size": batch, "probe_tokens": tokens,
             "tokenizer": loaded.tokenizer_source, **others}
 
 

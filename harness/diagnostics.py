@@ -25,33 +25,6 @@ def run_metric_suite(
     ``probe_ids`` fix the canonical order of probes inside a factorial cell, so the held-out splits (and EI)
     do not depend on the order of the rows.
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=metric_blas_threads(), user_api="blas"):
-        return _run_metrics(registry, activations, labels, seed, base_activations, metrics, probe_ids)
-
-
-METRIC_BLAS_THREADS = 4
-"""BLAS threads for the metric suite. Its matrices are small (probes x probes Gram matrices, ridge fits), where
-more threads mostly add synchronisation: the suite took 0.07 s on a 2-core machine and 0.10-0.16 s on the
-16-core GPU host with BLAS's default threads (BENCHMARKS.md, diagnostics overhead, has both there)."""
-
-
-def metric_blas_threads() -> int:
-    import os
-
-    return max(1, min(METRIC_BLAS_THREADS, os.cpu_count() or 1))
-
-
-def _run_metrics(
-    registry: Registry,
-    activations: np.ndarray,
-    labels: list[dict[str, str]],
-    seed: int,
-    base_activations: np.ndarray | None,
-    metrics: list[MetricSpec] | None,
-    probe_ids: list[str] | None,
-) -> dict[str, Any]:
     from .geometry import ConceptLabels, GeometryAnalysis, GeometryConfig
 
     concept_labels = ConceptLabels.from_mappings(labels, probe_keys=probe_ids)
