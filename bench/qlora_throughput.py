@@ -348,14 +348,14 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def diagnostics_table(results: list[dict[str, Any]]) -> str:
-    lines = ["| shape | probe tokens | probe activations (s) | metric suite (s) | ent step (s) | overhead vs 100 steps "
-             "| run |", "|---|---|---|---|---|---|---|"]
+    lines = ["| shape | ent variant | probe tokens | probe activations (s) | metric suite (s) | ent step (s) "
+             "| overhead vs 100 steps | run |", "|---|---|---|---|---|---|---|---|"]
     for run_index, result in enumerate(results, 1):
         for model in result["models"]:
             for variant in model["variants"]:
                 diag = variant.get("diagnostics")
                 if diag:
-                    lines.append(f"| {model['model']} | {fmt(diag.get('probe_tokens'), 0)} "
+                    lines.append(f"| {model['model']} | `{variant['variant']}` | {fmt(diag.get('probe_tokens'), 0)} "
                                  f"| {fmt(diag['activations_s'])} | {fmt(diag['metrics_s'])} "
                                  f"| {fmt(variant['median_step_s'], 3)} | {diag['overhead_vs_100_steps']:.2%} "
                                  f"| {run_index} |")
@@ -369,12 +369,13 @@ def section(results: list[dict[str, Any]]) -> str:
         f"Command: `{first['command']}` (run {len(results)} time(s), each row says which). GPU: {first['gpu']}. "
         f"Versions: {', '.join(f'{k} {v}' for k, v in first['versions'].items())}. Batch {first['settings']['batch']} x "
         f"{first['settings']['seq_len']} tokens, {first['settings']['warmup']} warm-up + {first['settings']['steps']} "
-        "timed steps (median). GB = torch's peak reserved memory + the paged optimiser's managed-memory states. "
+        "timed steps (median). GB = torch's peak reserved memory + the paged optimiser's managed-memory states "
+        "(the peer and `low-memory`; `fast`'s fused AdamW keeps its states in torch's memory). "
         "Losses: both loops on identical batches, weights, LoRA init and dropout stream; `max loss diff` is the "
         "largest absolute difference over all steps.", "",
         table(results), "",
-        "Diagnostics overhead (one diagnostic step: factorial-v1 activations with the byte-level tokenizer of the "
-        "twins, then the metric suite; against 100 training steps of `ent`):", "",
+        "Diagnostics overhead (one diagnostic step as `ent run` takes it: factorial-v1 activations with the twin's "
+        "tokenizer at the default probe batch size, then the metric suite; against 100 training steps of `ent`):", "",
         diagnostics_table(results), "",
     ])
 

@@ -105,7 +105,7 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
 @click.option("--lr", type=float, help="Learning rate (default 1e-4).")
 @click.option("--warmup-steps", type=int, help="Linear warm-up steps (default 100).")
 @click.option("--optimizer", type=click.Choice(["auto", "adamw", "adamw_fused", "paged_adamw", "adamw8bit", "paged_adamw8bit"]),
-              help="auto: paged 32-bit AdamW on CUDA with bitsandbytes, torch AdamW otherwise.")
+              help="auto: fused torch AdamW on CUDA under --speed fast, else paged 32-bit AdamW (bitsandbytes); torch AdamW on CPU.")
 @click.option("--gradient-checkpointing", type=click.Choice(["auto", "on", "off"]), help="auto: on for CUDA.")
 @click.option("--speed", type=click.Choice(["auto", "fast", "low-memory", "plain"]),
               help="auto: fast on CUDA (same numbers, see docs/protocol.md), plain on CPU.")
