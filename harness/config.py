@@ -23,8 +23,13 @@ SWITCHES = ("auto", "on", "off")
 SPEED_MODES = ("auto", "fast", "low-memory", "plain")  # harness/speed.py says what each does
 PROBE_BATCH_SIZE = 128
 """Probes per forward pass in diagnostics (and ``ent diagnose``). Probe passes run eagerly, and an eager pass
-costs ~3 ms of Python per decoder layer whatever its size, so few large batches are fastest: 0.45 s at 64
-against 1.12 s at 16 for factorial-v1 on the 7B twin (H200). Runs recorded with 16 keep 16 (from_record)."""
+costs about 3 ms of Python per decoder layer whatever its size, so few large batches are fastest: 0.42-0.46 s
+at 128 against 1.06-2.15 s at 16 for factorial-v1 on the 7B twin (H200, BENCHMARKS.md). Runs recorded with
+16 keep 16 (from_record)."""
+PROBE_BATCH_TOKEN_PROBES = 16
+"""A probe batch holds at most this many probes' worth of padded tokens at the run's probe_max_tokens: what a
+batch held when 16 was the batch size, so long probes take no more memory than then (and batches of 16 split
+exactly as then)."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import PROBE_BATCH_SIZE
+from .config import PROBE_BATCH_SIZE, PROBE_BATCH_TOKEN_PROBES
 from .errors import EntError
 from .plugin_manager import Registry
 from .specs import FamilySpec, ModelSpec, resolve_target
@@ -270,18 +270,22 @@ def _pin_4bit_layers(model: Any) -> int:
     activations depend on what ran first. Here every 4-bit layer computes in bf16 and keeps one weight
     layout, for training, diagnostics and adapter reloads alike. Returns the number of layers pinned.
     """
+    import bitsandbytes
     import torch
     from bitsandbytes.nn import Linear4bit
+    from packaging.version import Version
 
+    # bitsandbytes 0.50 casts a 4-bit layer's bias to the compute dtype (bf16) in its first forward; earlier
+    # versions cast it to the input's dtype (float32 after PEFT's k-bit preparation), which it already has
+    casts_bias_to_compute_dtype = Version(bitsandbytes.__version__).release >= (0, 50)
     pinned = 0
     for module in model.modules():
         if isinstance(module, Linear4bit):
             module.compute_dtype = torch.bfloat16
             module.compute_type_is_set = True
-            if module.bias is not None and module.bias.dtype != torch.bfloat16:
-                # what Linear4bit.forward does to its bias on its first call (``bias.data = bias.data.to(x.dtype)``
-                # with x in the compute dtype), done here: the same values, and no tensor mutation inside a
-                # compiled layer (a graph break in every biased projection under torch.compile)
+            if module.bias is not None and casts_bias_to_compute_dtype and module.bias.dtype != torch.bfloat16:
+                # what Linear4bit.forward does to its bias on its first call, done here: the same values, and no
+                # tensor mutation inside a compiled layer (a graph break in every biased projection)
                 module.bias.data = module.bias.data.to(torch.bfloat16)
             if hasattr(module, "support_avx512bf16_for_cpu"):
                 module.support_avx512bf16_for_cpu = False
@@ -360,8 +364,11 @@ def causal_lm(model: Any) -> Any:
 
 
 def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int = PROBE_BATCH_SIZE, max_tokens: int = 256,
-                         by_length: bool = True) -> np.ndarray:
+                         by_length: bool = True, batch_tokens: int | None = None) -> np.ndarray:
     """Pooled terminal-layer activations, one float64 row per text.
+
+    Batches hold at most ``batch_size`` probes and ``batch_tokens`` padded tokens (default: 16 probes of
+    ``max_tokens``, :data:`~ent_harness.config.PROBE_BATCH_TOKEN_PROBES`).
 
     The terminal layer is the family's (default: last decoder block after the final norm); pooling is the
     mean over non-padding tokens (or the last non-padding token). The language-model head is never run.
@@ -391,10 +398,12 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
     # GEMM shapes, so rows can differ in the last bf16 bits from another batching: a run records its batching
     # (``probe_batching``) and keeps it. Rows come back in the order of ``texts``.
     order = list(range(len(texts)))
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_tokens)["input_ids"]]
     if by_length:
-        lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_tokens)["input_ids"]]
         order.sort(key=lambda i: lengths[i])
     ordered = [texts[i] for i in order]
+    cap = batch_tokens if batch_tokens is not None else PROBE_BATCH_TOKEN_PROBES * max_tokens
+    batches = probe_batches([lengths[i] for i in order], batch_size, cap)
     was_training = loaded.model.training
     loaded.model.eval()
     handle = hooked.register_forward_hook(keep_output)
@@ -402,9 +411,9 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
         # inference mode: less bookkeeping per op than no_grad, the same kernels; rows stay on the device until
         # the end, so the CPU queues the next batch while the GPU computes this one
         with torch.inference_mode(), eager_mode():
-            for start in range(0, len(ordered), batch_size):
+            for start, stop in batches:
                 batch = tokenizer(
-                    ordered[start : start + batch_size],
+                    ordered[start:stop],
                     return_tensors="pt",
                     padding=True,
                     truncation=True,
@@ -425,6 +434,22 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
     result = np.empty_like(pooled)
     result[order] = pooled
     return result
+
+
+def probe_batches(lengths: list[int], batch_size: int, batch_tokens: int) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` ranges of at most ``batch_size`` items whose padded size (items x longest)
+    stays within ``batch_tokens``; an item longer than ``batch_tokens`` gets a batch of its own."""
+    ranges: list[tuple[int, int]] = []
+    start, longest = 0, 0
+    for index, length in enumerate(lengths):
+        wider = max(longest, length)
+        if index > start and (index - start >= batch_size or (index - start + 1) * wider > batch_tokens):
+            ranges.append((start, index))
+            start, wider = index, length
+        longest = wider
+    if start < len(lengths):
+        ranges.append((start, len(lengths)))
+    return ranges
 
 
 def eager_mode() -> Any:

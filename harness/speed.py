@@ -380,6 +380,8 @@ def plan_speed(model: Any, loaded: Any, config: Any, mode: str, checkpointing: b
         kept, gemms, sac = 0, 0, 0
     elif config.gradient_checkpointing == "off" or not checkpointing:  # nothing can be recomputed
         kept, gemms, sac = n, 0, 0
+    elif fits(n, 0, 0):
+        kept, gemms, sac = n, 0, 0
     elif fits(0, n, n):
         kept = next(k for k in range(n, -1, -1) if fits(k, n - k, n - k))
         gemms = sac = n - kept
@@ -431,7 +433,8 @@ def apply_speed(model: Any, loaded: Any, plan: SpeedPlan) -> SpeedPlan:
                 functions[keep_gemms] = selective_checkpoint_function(_lora_rank(model), keep_gemms)
             selective_function = functions[keep_gemms]
             if plan.compiled:
-                checkpoint_inside(layer, selective_function, "selective+gemms" if keep_gemms else "selective")
+                policy = f"selective{'+gemms' if keep_gemms else ''}/r{_lora_rank(model)}"
+                checkpoint_inside(layer, selective_function, policy)
             else:
                 layer._gradient_checkpointing_func = selective_function
     if kept == plan.layers and hasattr(causal_lm(model), "_require_grads_hook"):

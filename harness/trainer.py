@@ -85,6 +85,9 @@ def build_optimizer(trainable: list[Any], config: RunConfig, device_type: str, f
     if device_type != "cuda" or not _bnb_optimizers():
         from .errors import EntError
 
+        if config.optimizer == "auto":  # a resumed run's recorded optimizer: its state needs the same one
+            raise EntError(f"This run was recorded with the optimizer {choice}, which needs bitsandbytes on a CUDA GPU",
+                           "resume it on a machine with a CUDA GPU and bitsandbytes (pip install bitsandbytes)")
         raise EntError(f"--optimizer {choice} needs bitsandbytes on a CUDA GPU", "use --optimizer adamw")
     import bitsandbytes as bnb
 
