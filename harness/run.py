@@ -18,6 +18,7 @@ from . import __version__
 from .checkpoint import latest_valid_checkpoint
 from .config import RunConfig
 from .data import MixedBatches, PackedSequences
+from .distributed import rank_and_world
 from .errors import EntError, RunDirectoryError
 from .faults import FaultPlan
 from .modeling import attach_lora, load_adapter, load_model
@@ -35,7 +36,6 @@ from .rundir import (
 )
 from .schedule import diagnostic_steps
 from .specs import resolve_target
-from .distributed import rank_and_world
 from .speed import apply_speed, plan_speed, resolve_mode
 from .trainer import ProgressCallback, Trainer
 

@@ -378,9 +378,7 @@ def plan_speed(model: Any, loaded: Any, config: Any, mode: str, checkpointing: b
     # else selective layers and full recomputation for the rest.
     if config.gradient_checkpointing == "on":
         kept, gemms, sac = 0, 0, 0
-    elif config.gradient_checkpointing == "off" or not checkpointing:  # nothing can be recomputed
-        kept, gemms, sac = n, 0, 0
-    elif fits(n, 0, 0):
+    elif config.gradient_checkpointing == "off" or not checkpointing or fits(n, 0, 0):  # nothing (to) recompute
         kept, gemms, sac = n, 0, 0
     elif fits(0, n, n):
         kept = next(k for k in range(n, -1, -1) if fits(k, n - k, n - k))
@@ -486,7 +484,11 @@ def selective_checkpoint_function(lora_rank: int, keep_gemms: bool = False) -> A
     import functools
 
     import torch
-    from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+    from torch.utils.checkpoint import (
+        CheckpointPolicy,
+        checkpoint,
+        create_selective_checkpoint_contexts,
+    )
 
     aten = torch.ops.aten
     attention = {getattr(aten, name).default for name in (

@@ -21,6 +21,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import OPTIMIZERS, RunConfig
 from .data import MixedBatches
 from .diagnostics import run_metric_suite
+from .distributed import all_reduce_sum, any_worker, rank_and_world
 from .faults import FaultPlan
 from .guard import Snapshot, adapter_norm
 from .modeling import LoadedModel, terminal_activations
@@ -28,7 +29,6 @@ from .probes import Probe, probe_labels
 from .reporters import TensorBoardReporter
 from .rundir import DIAGNOSTICS_FILE, append_jsonl, save_adapter
 from .schedule import checkpoint_steps, diagnostic_steps
-from .distributed import all_reduce_sum, any_worker, rank_and_world
 from .speed import SpeedPlan, causal_lm_loss
 
 BASE_ACTIVATIONS_FILE = "base_activations.npy"
