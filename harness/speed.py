@@ -45,8 +45,8 @@ EIGHTY_GB_CARD_GIB = 79.0
 """What torch reports for an 80 GB card (79.1 GiB for an H100 80GB); from there up the budget is the same."""
 COMPILED_ACTIVATION_RATIO = 0.8
 """What a compiled decoder layer keeps for its backward, as a fraction of the eager estimate of
-:func:`ent_harness.planning.layer_activation_bytes_per_token` (the compiled graph saves bf16 GEMM outputs and
-recomputes cheap element-wise results instead of keeping their fp32 copies). Measured on an H200 (BENCHMARKS.md):
+:func:`ent_harness.planning.layer_activation_bytes_per_token` (the compiler's partitioner chooses what to keep
+and what to recompute, and keeps less than eager autograd does). Measured on an H200 (BENCHMARKS.md):
 each layer kept whole instead of selectively recomputed added 1.76 GB on the 32B twin against 2.18 GB
 estimated (0.81), and the 7B twin, every layer kept, peaked at 58.4 GiB against 68.8 GiB planned. 0.8 keeps the
 plan above what was measured."""
@@ -464,8 +464,8 @@ def selective_bytes_per_token(shapes: Any, adapted: int, lora_r: int) -> int:
 
 
 def gemm_output_bytes_per_token(shapes: Any) -> int:
-    """What keeping a layer's base GEMM outputs adds per token: the seven projections' bf16 outputs (a
-    compiled layer keeps only those its backward reads: q, k, v, gate and up)."""
+    """What keeping a layer's base GEMM outputs adds per token: the seven projections' bf16 outputs (all seven
+    counted; a compiled layer may keep fewer, as its partitioner keeps only what its backward reads)."""
     h = shapes.hidden
     return int(2 * (3 * h + 2 * shapes.kv_width + 2 * shapes.intermediate))
 

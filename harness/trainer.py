@@ -51,8 +51,8 @@ def resolve_optimizer(config: RunConfig, device_type: str, fast: bool = False, r
 
     A resumed run keeps the one it recorded (its checkpointed state belongs to that implementation). A new
     run on CUDA gets torch's fused AdamW under ``--speed fast`` (one kernel for every adapter tensor; the
-    paged optimizer's per-tensor launches left the GPU idle for 75 ms of each 32B step on an H200, and its
-    states are in GPU memory either way at the sizes ``fast`` plans for), else bitsandbytes' paged 32-bit
+    paged optimizer launches per tensor, and its step spanned 75 ms of a 32B step's GPU timeline on an H200;
+    its states are in GPU memory either way at the sizes ``fast`` plans for), else bitsandbytes' paged 32-bit
     AdamW (QLoRA's choice, which can page its states out under memory pressure); torch's AdamW on the CPU.
     All of them compute AdamW with the same hyper-parameters.
     """
