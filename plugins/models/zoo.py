@@ -20,22 +20,21 @@ class ZooModel:
     name: str
     hub_id: str
     description: str
-    twin_tokenizer: str | None = None  # the offline tokenizer of its shape twin (else the byte-level fallback)
+
+    @property
+    def twin_tokenizer(self) -> str | None:
+        """The offline tokenizer of its shape twin (None: the byte-level fallback). Every Qwen2.5-Coder model
+        has Qwen's vocabulary."""
+        return QWEN_VOCABULARY if self.hub_id.startswith("Qwen/Qwen2.5-Coder-") else None
 
 
 ZOO: tuple[ZooModel, ...] = (
-    ZooModel("qwen2.5-coder-0.5b", "Qwen/Qwen2.5-Coder-0.5B", "Qwen2.5-Coder 0.5B base (494M parameters, tied embeddings)",
-             QWEN_VOCABULARY),
-    ZooModel("qwen2.5-coder-1.5b", "Qwen/Qwen2.5-Coder-1.5B", "Qwen2.5-Coder 1.5B base (1.54B parameters, tied embeddings)",
-             QWEN_VOCABULARY),
-    ZooModel("qwen2.5-coder-3b", "Qwen/Qwen2.5-Coder-3B", "Qwen2.5-Coder 3B base (3.09B parameters, tied embeddings)",
-             QWEN_VOCABULARY),
-    ZooModel("qwen2.5-coder-7b", "Qwen/Qwen2.5-Coder-7B", "Qwen2.5-Coder 7B base (7.62B parameters)",
-             QWEN_VOCABULARY),
-    ZooModel("qwen2.5-coder-14b", "Qwen/Qwen2.5-Coder-14B", "Qwen2.5-Coder 14B base (14.8B parameters)",
-             QWEN_VOCABULARY),
-    ZooModel("qwen2.5-coder-32b", "Qwen/Qwen2.5-Coder-32B", "Qwen2.5-Coder 32B base (32.8B parameters)",
-             QWEN_VOCABULARY),
+    ZooModel("qwen2.5-coder-0.5b", "Qwen/Qwen2.5-Coder-0.5B", "Qwen2.5-Coder 0.5B base (494M parameters, tied embeddings)"),
+    ZooModel("qwen2.5-coder-1.5b", "Qwen/Qwen2.5-Coder-1.5B", "Qwen2.5-Coder 1.5B base (1.54B parameters, tied embeddings)"),
+    ZooModel("qwen2.5-coder-3b", "Qwen/Qwen2.5-Coder-3B", "Qwen2.5-Coder 3B base (3.09B parameters, tied embeddings)"),
+    ZooModel("qwen2.5-coder-7b", "Qwen/Qwen2.5-Coder-7B", "Qwen2.5-Coder 7B base (7.62B parameters)"),
+    ZooModel("qwen2.5-coder-14b", "Qwen/Qwen2.5-Coder-14B", "Qwen2.5-Coder 14B base (14.8B parameters)"),
+    ZooModel("qwen2.5-coder-32b", "Qwen/Qwen2.5-Coder-32B", "Qwen2.5-Coder 32B base (32.8B parameters)"),
     ZooModel("codellama-7b", "codellama/CodeLlama-7b-hf", "CodeLlama 7B base (6.74B parameters, Llama, MHA)"),
     ZooModel("deepseek-coder-6.7b", "deepseek-ai/deepseek-coder-6.7b-base",
              "DeepSeek-Coder 6.7B base (6.74B parameters, Llama, linear RoPE scaling x4)"),
