@@ -415,7 +415,6 @@ def apply_speed(model: Any, loaded: Any, plan: SpeedPlan) -> SpeedPlan:
         return plan
     layers = _module_at(causal_lm(model), loaded.family.layers_path)
     kept = plan.layers - plan.recomputed_layers - plan.selective_layers
-    functions: dict[bool, Any] = {}
     if kept < plan.layers and not all(hasattr(layer, "gradient_checkpointing") for layer in layers):
         # transformers before 4.52 checkpoints the whole model, not layer by layer: record what happens
         plan.recomputed_layers, plan.selective_layers, plan.selective_gemm_layers, kept = plan.layers, 0, 0, 0
@@ -425,16 +424,11 @@ def apply_speed(model: Any, loaded: Any, plan: SpeedPlan) -> SpeedPlan:
         if index < kept:
             layer.gradient_checkpointing = False
         elif index < kept + plan.selective_layers:
-            # one function object per policy: compiled layers with the same policy then share one graph
-            keep_gemms = index < kept + plan.selective_gemm_layers
-            if keep_gemms not in functions:
-                functions[keep_gemms] = selective_checkpoint_function(_lora_rank(model), keep_gemms)
-            selective_function = functions[keep_gemms]
+            policy = selective_policy(_lora_rank(model), keep_gemms=index < kept + plan.selective_gemm_layers)
             if plan.compiled:
-                policy = f"selective{'+gemms' if keep_gemms else ''}/r{_lora_rank(model)}"
-                checkpoint_inside(layer, selective_function, policy)
+                checkpoint_inside(layer, policy)
             else:
-                layer._gradient_checkpointing_func = selective_function
+                layer._gradient_checkpointing_func = _CHECKPOINT_FUNCTIONS[policy]
     if kept == plan.layers and hasattr(causal_lm(model), "_require_grads_hook"):
         causal_lm(model).disable_input_require_grads()  # nothing is recomputed: the embeddings' output needs no gradient
     if plan.dequantized_layers:
@@ -475,6 +469,9 @@ def _lora_rank(model: Any) -> int:
     return int(getattr(config, "r", 64))
 
 
+QUANTIZED_GEMM = "bitsandbytes.gemm_4bit.default"  # bitsandbytes' 4-bit GEMM op, as torch names it
+
+
 def selective_checkpoint_function(lora_rank: int, keep_gemms: bool = False) -> Any:
     """Non-reentrant checkpointing that keeps attention's results and the adapters' rank-r activations and
     recomputes the rest (the base GEMMs, norms, casts, rotary embeddings, dropout from the same RNG state,
@@ -496,8 +493,6 @@ def selective_checkpoint_function(lora_rank: int, keep_gemms: bool = False) -> A
         "_scaled_dot_product_cudnn_attention", "_flash_attention_forward", "_efficient_attention_forward")
         if hasattr(aten, name)}
     gemms = {aten.mm.default, aten.addmm.default}
-    gemm_4bit = getattr(getattr(torch.ops, "bitsandbytes", None), "gemm_4bit", None)
-    quantized_gemms = {gemm_4bit.default} if gemm_4bit is not None and hasattr(gemm_4bit, "default") else set()
 
     def policy(_ctx: Any, op: Any, *args: Any, **_kwargs: Any) -> Any:
         if op in attention:
@@ -507,7 +502,7 @@ def selective_checkpoint_function(lora_rank: int, keep_gemms: bool = False) -> A
                 return CheckpointPolicy.MUST_SAVE
             if keep_gemms and args[-2].shape[-1] > lora_rank:  # a base GEMM (not an adapter's up-projection)
                 return CheckpointPolicy.MUST_SAVE
-        if keep_gemms and op in quantized_gemms:
+        if keep_gemms and str(op) == QUANTIZED_GEMM:  # by name: bitsandbytes may be imported after this
             return CheckpointPolicy.MUST_SAVE
         return CheckpointPolicy.PREFER_RECOMPUTE
 
@@ -515,7 +510,16 @@ def selective_checkpoint_function(lora_rank: int, keep_gemms: bool = False) -> A
                              context_fn=functools.partial(create_selective_checkpoint_contexts, policy))
 
 
-def checkpoint_inside(layer: Any, checkpoint_function: Any, policy: str) -> None:
+def selective_policy(lora_rank: int, keep_gemms: bool) -> str:
+    """The name of a selective checkpoint policy, its function made once (:data:`_CHECKPOINT_FUNCTIONS`):
+    one function object per policy, so compiled layers with the same policy share one graph."""
+    policy = f"selective{'+gemms' if keep_gemms else ''}/r{lora_rank}"
+    if policy not in _CHECKPOINT_FUNCTIONS:
+        _CHECKPOINT_FUNCTIONS[policy] = selective_checkpoint_function(lora_rank, keep_gemms)
+    return policy
+
+
+def checkpoint_inside(layer: Any, policy: str) -> None:
     """Checkpoint ``layer`` inside its own forward instead of around its call.
 
     transformers (before 5.2x) checkpoints a layer in ``__call__``, outside the module's compiled forward, so
@@ -523,18 +527,20 @@ def checkpoint_inside(layer: Any, checkpoint_function: Any, policy: str) -> None
     backward never reads. Inside the forward, torch.compile sees the checkpoint and its policy, and its
     partitioner recomputes only what the backward needs. Same values: the selective policy is unchanged.
 
-    ``policy`` names the checkpoint function and is read in the forward: torch.compile guards on it, so
-    layers with different policies get different graphs (it does not tell two closures of one function apart).
+    ``policy`` (:func:`selective_policy`) names the checkpoint function and is read in the forward:
+    torch.compile guards on it, so layers with different policies get different graphs (it does not tell two
+    closures of one function apart).
     """
     import functools
 
+    import torch
+
     layer.gradient_checkpointing = False  # transformers' own checkpointing, in __call__ or forward, stays off
     layer._ent_checkpoint_policy = policy
-    _CHECKPOINT_FUNCTIONS[policy] = checkpoint_function
     layer_forward = type(layer).forward
 
     def forward(*args: Any, **kwargs: Any) -> Any:
-        if not (layer.training and _grad_enabled()):
+        if not (layer.training and torch.is_grad_enabled()):
             return layer_forward(layer, *args, **kwargs)
         function = _CHECKPOINT_FUNCTIONS[layer._ent_checkpoint_policy]
         return function(functools.partial(layer_forward, layer, **kwargs), *args)
@@ -543,12 +549,7 @@ def checkpoint_inside(layer: Any, checkpoint_function: Any, policy: str) -> None
 
 
 _CHECKPOINT_FUNCTIONS: dict[str, Any] = {}
-
-
-def _grad_enabled() -> bool:
-    import torch
-
-    return torch.is_grad_enabled()
+"""Selective checkpoint functions by policy name (:func:`selective_policy`)."""
 
 
 def compile_layers(layers: Any) -> None:
