@@ -301,7 +301,8 @@ def _twin_tokenizer(spec: ModelSpec, recorded: str | None) -> tuple[Any, str]:
     from .specs import resolve_target
 
     order = ["hub", "offline"]
-    if recorded is not None and recorded.startswith(BYTE_LEVEL_SOURCE):
+    keeps_byte_level = recorded is not None and recorded.startswith(BYTE_LEVEL_SOURCE)
+    if keeps_byte_level:
         order = []  # a run made with the byte-level fallback keeps it, whatever is installed now
     elif recorded == UNRECORDED_TOKENIZER:
         order = ["hub"]  # recorded before offline tokenizers existed: what that version chose
@@ -323,7 +324,7 @@ def _twin_tokenizer(spec: ModelSpec, recorded: str | None) -> tuple[Any, str]:
             else:
                 return tokenizer, described
     tokenizer = resolve_target(TWIN_FALLBACK_TOKENIZER)()
-    if recorded is not None and recorded.startswith(BYTE_LEVEL_SOURCE):
+    if keeps_byte_level:
         return tokenizer, recorded
     why = " and ".join(reasons[choice] for choice in ("hub", "offline") if choice in reasons)
     return tokenizer, f"{BYTE_LEVEL_SOURCE} ({why}; ids 0-257 of the model's vocabulary)"
