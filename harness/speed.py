@@ -201,13 +201,14 @@ def _dequantized_linear_class() -> Any:
     import torch
 
     class DequantizedLinear(torch.nn.Module):
-        """A frozen 4-bit linear whose training passes multiply by its weight dequantised once.
+        """A frozen 4-bit linear that multiplies by its weight dequantised once.
 
-        With gradients enabled (training) it does what ``Linear4bit`` does for a training-sized batch: cast the
-        input to the compute dtype, multiply by ``dequantize_4bit(W)`` in bf16, cast back to the input's
-        dtype, with the bf16 tensor cached instead of dequantised again. Without gradients (diagnostics) it
-        calls the original ``Linear4bit``, whose fused 4-bit kernel bitsandbytes may pick for small batches,
-        so probe activations are those ``ent diagnose --adapter`` computes on a freshly loaded model.
+        It does what ``Linear4bit`` does for a training-sized batch: cast the input to the compute dtype,
+        multiply by ``dequantize_4bit(W)`` in bf16, cast back to the input's dtype, with the bf16 tensor cached
+        instead of dequantised again. Without gradients (diagnostics) it does so only where bitsandbytes
+        itself would (:func:`bnb_dequantizes`) and otherwise calls the original ``Linear4bit``, whose fused
+        4-bit kernel bitsandbytes picks for small batches: either way probe activations are those
+        ``ent diagnose --adapter`` computes on a freshly loaded model, bit for bit.
         """
 
         def __init__(self, quantized: Any, weight: Any, compute_dtype: Any) -> None:
@@ -218,15 +219,31 @@ def _dequantized_linear_class() -> Any:
             self.out_features, self.in_features = weight.shape
 
         def forward(self, x: Any) -> Any:
-            if not torch.is_grad_enabled():
+            if not torch.is_grad_enabled() and not bnb_dequantizes(x):
                 return self.quantized(x)
-            dtype = x.dtype
+            return self.linear_in_compute_dtype(x).to(x.dtype)
+
+        def linear_in_compute_dtype(self, x: Any) -> Any:
+            """The matmul before the cast back to the input's dtype."""
             bias = self.quantized.bias
             bias = None if bias is None else bias.to(self.compute_dtype)
-            return torch.nn.functional.linear(x.to(self.compute_dtype), self.weight, bias).to(dtype)
+            return torch.nn.functional.linear(x.to(self.compute_dtype), self.weight, bias)
 
     _DEQUANTIZED_LINEAR = DequantizedLinear
     return DequantizedLinear
+
+
+BNB_DEQUANTIZES_ABOVE_ROWS = 1536
+"""Without gradients, bitsandbytes' 4-bit matmul on a CUDA (or ROCm) GPU dequantises the weight and calls
+``F.linear`` for inputs of more rows than this (0.50: ``_gemm_4bit_custom_max_m``, 1536 on CUDA, 256 on ROCm;
+before 0.50: for any input of more than one row); below it, it may pick its fused kernel, whose rounding
+differs. On the CPU its kernel depends on optional packages, so the 4-bit path is kept there."""
+
+
+def bnb_dequantizes(x: Any) -> bool:
+    """Whether bitsandbytes would multiply ``x`` (no gradients) by ``dequantize_4bit(W)`` with ``F.linear``, so
+    that a cached dequantised weight gives its result bit for bit (checked on an H200: tests/test_gpu.py)."""
+    return bool(x.is_cuda) and x.numel() // max(x.shape[-1], 1) > BNB_DEQUANTIZES_ABOVE_ROWS
 
 
 def dequantize_layer(layer: Any) -> int:
@@ -258,6 +275,10 @@ def _lean_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
     if (self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None
             or any(name in self.lora_variant for name in self.active_adapters)):
         return self._ent_peft_forward(x, *args, **kwargs)
+    if not torch.is_grad_enabled():
+        fused = _inference_forward(self, x)
+        if fused is not None:
+            return fused
     result = self.base_layer(x, *args, **kwargs)
     for name in self.active_adapters:
         if name not in self.lora_A:
@@ -272,6 +293,33 @@ def _lean_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
             output = output.to(expected)
         result = result + output
     return result
+
+
+def _inference_forward(self: Any, x: Any) -> Any | None:
+    """The lean forward without gradients, in one element-wise pass where that gives the same bits, else None.
+
+    PEFT computes ``base(x).to(x.dtype) + lora_B(lora_A(x)) * scaling``: three passes over the output (cast,
+    scale, add). With one adapter whose weights have the input's dtype (no cast), a base layer that is a
+    :class:`DequantizedLinear` multiplying in its compute dtype (:func:`bnb_dequantizes`), and a power-of-two
+    scaling (alpha = 2r, or any 2^k: the product is exact, so scaling first rounds nothing), one
+    ``torch.add(base, lora, alpha=scaling)`` rounds once where PEFT's last addition rounds, to the same value.
+    """
+    import math
+
+    import torch
+
+    names = [name for name in self.active_adapters if name in self.lora_A]
+    if len(names) != 1 or not isinstance(self.base_layer, _dequantized_linear_class()) or not bnb_dequantizes(x):
+        return None
+    name = names[0]
+    lora_a, lora_b, scaling = self.lora_A[name], self.lora_B[name], self.scaling[name]
+    if (torch.is_autocast_enabled() or lora_a.weight.dtype != x.dtype or lora_b.weight.dtype != x.dtype
+            or not isinstance(scaling, (int, float)) or scaling <= 0 or math.frexp(scaling)[0] != 0.5):
+        return None
+    base = self.base_layer.linear_in_compute_dtype(x)
+    if base.dtype != x.dtype and x.dtype != torch.float32:
+        base = base.to(x.dtype)  # PEFT's cast back; into float32 it is exact, and the addition makes it
+    return torch.add(base, lora_b(lora_a(self.lora_dropout[name](x))), alpha=scaling)
 
 
 def install_lean_lora(model: Any) -> int:
