@@ -30,27 +30,56 @@ def is_finite(value: float) -> bool:
 
 @dataclass
 class Snapshot:
-    """A good state to return to: trainable tensors, optimiser state and the step they belong to."""
+    """A good state to return to: trainable tensors, optimiser state and the step they belong to.
+
+    The copies live in host memory. From a GPU they are queued without waiting, into page-locked buffers that
+    the next snapshot reuses (``reuse``: once a newer good state exists the older one is never restored), so
+    taking one costs the GPU a device-to-host copy at full speed instead of stopping the training loop while
+    the copies land in freshly allocated pageable memory. ``copied`` marks when they have landed.
+    """
 
     step: int
     params: list[Any]
     optimizer_state: dict[str, Any]
+    copied: Any = None  # a CUDA event recorded after the copies (None when nothing was copied from a GPU)
 
     @classmethod
-    def take(cls, step: int, trainable: list[Any], optimizer: Any) -> Snapshot:
-        params = [p.detach().to("cpu", copy=True) for p in trainable]
+    def take(cls, step: int, trainable: list[Any], optimizer: Any, reuse: Snapshot | None = None) -> Snapshot:
+        import torch
+
+        old_params = reuse.params if reuse is not None and len(reuse.params) == len(trainable) else []
+        params = [_host_copy(p, old_params[i] if old_params else None) for i, p in enumerate(trainable)]
         state = optimizer.state_dict()
+        old_state = reuse.optimizer_state["state"] if reuse is not None else {}
         cpu_state = {
-            "state": {i: {k: (v.detach().to("cpu", copy=True) if hasattr(v, "detach") else copy.deepcopy(v))
+            "state": {i: {k: (_host_copy(v, old_state.get(i, {}).get(k)) if isinstance(v, torch.Tensor)
+                              else copy.deepcopy(v))
                           for k, v in entry.items()} for i, entry in state["state"].items()},
             "param_groups": copy.deepcopy(state["param_groups"]),
         }
-        return cls(step, params, cpu_state)
+        copied = None
+        if any(p.is_cuda for p in trainable):
+            copied = torch.cuda.Event()
+            copied.record()
+        return cls(step, params, cpu_state, copied)
 
     def restore(self, trainable: list[Any], optimizer: Any) -> None:
         import torch
 
+        if self.copied is not None:
+            self.copied.synchronize()  # the host copies are read below
         with torch.no_grad():
             for live, saved in zip(trainable, self.params, strict=True):
                 live.copy_(saved.to(live.device))
         optimizer.load_state_dict(copy.deepcopy(self.optimizer_state))
+
+
+def _host_copy(tensor: Any, buffer: Any | None) -> Any:
+    """``tensor`` copied to host memory, into ``buffer`` when it fits (page-locked and asynchronous from a GPU)."""
+    import torch
+
+    source = tensor.detach()
+    if buffer is None or buffer.shape != source.shape or buffer.dtype != source.dtype:
+        buffer = torch.empty(source.shape, dtype=source.dtype, device="cpu", pin_memory=source.is_cuda)
+    buffer.copy_(source, non_blocking=source.is_cuda)
+    return buffer
