@@ -14,7 +14,7 @@ from conftest import run_ent
 pytest.importorskip("bitsandbytes")
 
 
-def _tiny(dropout: float = 0.0):
+def _tiny(dropout: float = 0.0, alpha: int = 16):
     import torch
 
     from ent_harness.modeling import attach_lora, load_model
@@ -23,7 +23,7 @@ def _tiny(dropout: float = 0.0):
     registry = build_registry()
     torch.manual_seed(0)
     loaded = load_model(registry.get("model", "tiny-qwen2"), registry, "nf4", "cpu")
-    model = attach_lora(loaded, 8, 16, dropout, None)
+    model = attach_lora(loaded, 8, alpha, dropout, None)
     with torch.no_grad():  # a trained-looking adapter, so that LoRA's branch matters in every check
         generator = torch.Generator().manual_seed(1)
         for name, param in model.named_parameters():
@@ -72,6 +72,47 @@ def test_fused_loss_dequantised_layers_and_lean_lora_compute_the_plain_step() ->
     for name, grad in plain_grads.items():  # the same bf16 GEMMs on the same rounded values
         assert torch.equal(fast_grads[name], grad), name
     np.testing.assert_array_equal(terminal_activations(loaded, texts, 2, 32), plain_rows)
+
+
+@pytest.mark.parametrize("alpha", [16, 12])  # LoRA scaling 2 (a power of two) and 1.5
+def test_probe_passes_on_dequantised_layers_give_the_4bit_rows_bit_for_bit(monkeypatch, alpha: int) -> None:
+    """Where bitsandbytes would dequantise and call F.linear itself (large batches on a GPU; forced here), a
+    dequantised layer's probe pass multiplies by its cached weight and, at a power-of-two scaling, adds the
+    adapter in one pass: the rows are still those of the plain 4-bit model."""
+    import numpy as np
+    from bitsandbytes.nn import Linear4bit
+
+    from ent_harness import speed
+    from ent_harness.modeling import terminal_activations
+
+    texts = ["def add(a, b): return a + b", "The integral of x is x squared over two.", "hi", "x = [i for i in y]"]
+    loaded, _ = _tiny(alpha=alpha)
+    plain_rows = terminal_activations(loaded, texts, 2, 32)
+
+    loaded, fast = _tiny(alpha=alpha)
+    for layer in fast.get_base_model().model.layers:
+        speed.dequantize_layer(layer)
+    speed.install_lean_lora(fast)
+    calls = {"4-bit": 0, "one pass": 0}
+    four_bit_forward, inference_forward = Linear4bit.forward, speed._inference_forward
+
+    def counted_4bit(self, x):
+        calls["4-bit"] += 1
+        return four_bit_forward(self, x)
+
+    def counted_inference(self, x):
+        fused = inference_forward(self, x)
+        calls["one pass"] += fused is not None
+        return fused
+
+    monkeypatch.setattr(Linear4bit, "forward", counted_4bit)
+    monkeypatch.setattr(speed, "_inference_forward", counted_inference)
+    assert not speed.bnb_dequantizes(__import__("torch").zeros(4096, 8))  # the CPU keeps bitsandbytes' kernel
+    monkeypatch.setattr(speed, "bnb_dequantizes", lambda x: True)
+    rows = terminal_activations(loaded, texts, 2, 32)
+    np.testing.assert_array_equal(rows, plain_rows)
+    assert calls["4-bit"] == 0  # every base matmul used the cached weight
+    assert calls["one pass"] == (4 * 7 * 2 if alpha == 16 else 0)  # 4 layers x 7 adapters x 2 batches
 
 
 def test_fused_loss_ignores_masked_targets_like_cross_entropy() -> None:
@@ -318,6 +359,18 @@ def test_auto_optimizer_is_fused_adamw_under_fast_on_cuda_and_a_resume_keeps_the
     snapshot.restore([weight], optimizer)
     assert all(torch.equal(optimizer.state[optimizer.param_groups[0]["params"][0]][k], v) for k, v in saved.items())
     assert torch.equal(weight.detach(), snapshot.params[0])
+    # the next snapshot reuses the buffers of the one it replaces, and holds the new state, not the old
+    weight.grad = torch.full((3,), 3.0)
+    optimizer.step()
+    newer = Snapshot.take(2, [weight], optimizer, reuse=snapshot)
+    assert newer.params[0].data_ptr() == snapshot.params[0].data_ptr()
+    assert newer.optimizer_state["state"][0]["exp_avg"].data_ptr() == snapshot.optimizer_state["state"][0]["exp_avg"].data_ptr()
+    at_two = weight.detach().clone(), {k: v.clone() for k, v in optimizer.state[weight].items()}
+    weight.grad = torch.full((3,), -1.0)
+    optimizer.step()
+    newer.restore([weight], optimizer)
+    assert torch.equal(weight.detach(), at_two[0])
+    assert all(torch.equal(optimizer.state[optimizer.param_groups[0]["params"][0]][k], v) for k, v in at_two[1].items())
 
 
 def test_a_compiled_plan_counts_the_smaller_activations_of_compiled_layers() -> None:
