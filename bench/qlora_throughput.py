@@ -134,7 +134,6 @@ def parse_variant(text: str) -> dict[str, Any]:
 def build_ent(spec: Any, registry: Any, args: Any, variant: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
     """`ent`'s own step: load_model, attach_lora, the speed plan of `ent run`, build_optimizer."""
     import torch
-
     from ent_harness.config import RunConfig
     from ent_harness.modeling import attach_lora
     from ent_harness.speed import apply_speed, plan_speed, resolve_mode
@@ -211,40 +210,75 @@ def profile_step(step: Any, ids: Any, args: Any, name: str) -> None:
     Path(args.out, f"profile-{safe}.txt").write_text(table, encoding="utf-8")
 
 
-def diagnostics_time(loaded: Any, registry: Any) -> dict[str, Any]:
-    """One diagnostic step as Trainer.diagnose computes it with ent run's defaults: probe activations (probe batch
-    size and length of RunConfig), then the metric suite. Also times the activations at other probe batch sizes."""
-
+def diagnostics_time(loaded: Any, registry: Any, repeats: int = 5) -> dict[str, Any]:
+    """Diagnostic steps as Trainer.diagnose computes them with ent run's defaults: probe activations (probe batch
+    size and length of RunConfig), then the metric suite; ``repeats`` of them after a warm-up, first as the process
+    is, then after ``freeze_long_lived_objects`` (which ent's trainer calls after its first step), with the
+    garbage collector's pauses inside each. Also times the activations at other probe batch sizes."""
     from ent_harness.config import RunConfig
     from ent_harness.diagnostics import run_metric_suite
     from ent_harness.modeling import terminal_activations
     from ent_harness.probes import probe_labels
+    from ent_harness.trainer import freeze_long_lived_objects
     from ent_plugins.probes.builtin import factorial_v1
 
     defaults = RunConfig(model="bench")
     batch, max_tokens = defaults.probe_batch_size, defaults.probe_max_tokens
     probes = factorial_v1()
-    texts = [p.text for p in probes]
+    texts, labels, ids = [p.text for p in probes], probe_labels(probes), [p.id for p in probes]
+    pauses: list[float] = []
+    started: list[float] = []
+
+    def on_gc(phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            pauses.append(time.perf_counter() - started.pop())
 
     def activations_time(size: int) -> tuple[float, Any]:
-        terminal_activations(loaded, texts[:size], size, max_tokens)  # warm-up
         synchronize()
         start = time.perf_counter()
         rows = terminal_activations(loaded, texts, size, max_tokens)
         synchronize()
         return time.perf_counter() - start, rows
 
-    extract, activations = activations_time(batch)
-    run_metric_suite(registry, activations, probe_labels(probes), 0, activations, registry.all("metric"),
-                     [p.id for p in probes])  # warm-up (first-call imports)
-    start = time.perf_counter()
-    run_metric_suite(registry, activations, probe_labels(probes), 0, activations, registry.all("metric"),
-                     [p.id for p in probes])
-    metrics_s = time.perf_counter() - start
-    tokens = sum(len(ids) for ids in loaded.tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"])
+    def diagnostic_steps() -> list[dict[str, float]]:
+        samples = []
+        for _ in range(repeats):
+            pauses.clear()
+            extract, rows = activations_time(batch)
+            start = time.perf_counter()
+            run_metric_suite(registry, rows, labels, 0, rows, registry.all("metric"), ids)
+            samples.append({"activations_s": extract, "metrics_s": time.perf_counter() - start,
+                            "gc_pause_s": sum(pauses)})
+        return samples
+
+    def summary(samples: list[dict[str, float]]) -> dict[str, Any]:
+        totals = [s["activations_s"] + s["metrics_s"] for s in samples]
+        return {"step_s": statistics.median(totals), "step_max_s": max(totals),
+                **{key: statistics.median(s[key] for s in samples) for key in samples[0]},
+                "gc_pause_max_s": max(s["gc_pause_s"] for s in samples), "samples": samples}
+
+    _extract, rows = activations_time(batch)  # warm-up, and the metric suite's first-call imports
+    run_metric_suite(registry, rows, labels, 0, rows, registry.all("metric"), ids)
+    gc.callbacks.append(on_gc)
+    try:
+        unfrozen = summary(diagnostic_steps())
+        tracked = len(gc.get_objects())
+        start = time.perf_counter()
+        gc.collect()
+        full_collection_s = time.perf_counter() - start
+        freeze_long_lived_objects()
+        frozen = summary(diagnostic_steps())
+    finally:
+        gc.callbacks.remove(on_gc)
+        gc.unfreeze()  # the next variant's objects are its own
+    tokens = sum(len(i) for i in loaded.tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"])
     others = {f"activations_s_batch{size}": activations_time(size)[0] for size in (16, 64, 192) if size != batch}
-    return {"activations_s": extract, "metrics_s": metrics_s, "probe_batch_size": batch, "probe_tokens": tokens,
-            "tokenizer": loaded.tokenizer_source, **others}
+    return {"activations_s": frozen["activations_s"], "metrics_s": frozen["metrics_s"], "step_s": frozen["step_s"],
+            "step_max_s": frozen["step_max_s"], "frozen": frozen, "unfrozen": unfrozen,
+            "objects_tracked": tracked, "full_collection_s": full_collection_s, "repeats": repeats,
+            "probe_batch_size": batch, "probe_tokens": tokens, "tokenizer": loaded.tokenizer_source, **others}
 
 
 def run_variant(spec: Any, registry: Any, args: Any, name: str, data: list[Any]) -> dict[str, Any]:
@@ -283,8 +317,11 @@ def run_variant(spec: Any, registry: Any, args: Any, name: str, data: list[Any])
     result["compiled_graphs"] = compile_counters["stats"].get("unique_graphs", 0)
     if loaded is not None and args.diagnostics and variant["mode"] in ("auto", "fast") and len(variant) <= 4:
         result["diagnostics"] = diagnostics_time(loaded, registry)
-        diag = result["diagnostics"]["activations_s"] + result["diagnostics"]["metrics_s"]
-        result["diagnostics"]["overhead_vs_100_steps"] = diag / (100 * median)
+        diagnostics = result["diagnostics"]
+        diagnostics["overhead_vs_100_steps"] = diagnostics["step_s"] / (100 * median)
+        diagnostics["overhead_max_vs_100_steps"] = diagnostics["step_max_s"] / (100 * median)
+        diagnostics["unfrozen_overhead_vs_100_steps"] = diagnostics["unfrozen"]["step_s"] / (100 * median)
+        diagnostics["unfrozen_overhead_max_vs_100_steps"] = diagnostics["unfrozen"]["step_max_s"] / (100 * median)
     del model, step, loaded
     free_cuda()
     return result
@@ -349,16 +386,21 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def diagnostics_table(results: list[dict[str, Any]]) -> str:
     lines = ["| shape | ent variant | probe tokens | probe activations (s) | metric suite (s) | ent step (s) "
-             "| overhead vs 100 steps | run |", "|---|---|---|---|---|---|---|---|"]
+             "| overhead vs 100 steps (median / max) | before gc.freeze (median / max) | run |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for run_index, result in enumerate(results, 1):
         for model in result["models"]:
             for variant in model["variants"]:
                 diag = variant.get("diagnostics")
                 if diag:
+                    median, worst = diag["overhead_vs_100_steps"], diag.get("overhead_max_vs_100_steps")
+                    before = (f"{diag['unfrozen_overhead_vs_100_steps']:.2%} / "
+                              f"{diag['unfrozen_overhead_max_vs_100_steps']:.2%}"
+                              if "unfrozen_overhead_vs_100_steps" in diag else "")
                     lines.append(f"| {model['model']} | `{variant['variant']}` | {fmt(diag.get('probe_tokens'), 0)} "
                                  f"| {fmt(diag['activations_s'])} | {fmt(diag['metrics_s'])} "
-                                 f"| {fmt(variant['median_step_s'], 3)} | {diag['overhead_vs_100_steps']:.2%} "
-                                 f"| {run_index} |")
+                                 f"| {fmt(variant['median_step_s'], 3)} | {median:.2%}"
+                                 f"{f' / {worst:.2%}' if worst is not None else ''} | {before} | {run_index} |")
     return "\n".join(lines)
 
 
@@ -374,8 +416,10 @@ def section(results: list[dict[str, Any]]) -> str:
         "Losses: both loops on identical batches, weights, LoRA init and dropout stream; `max loss diff` is the "
         "largest absolute difference over all steps.", "",
         table(results), "",
-        "Diagnostics overhead (one diagnostic step as `ent run` takes it: factorial-v1 activations with the twin's "
-        "tokenizer at the default probe batch size, then the metric suite; against 100 training steps of `ent`):", "",
+        "Diagnostics overhead (a diagnostic step as `ent run` takes it: factorial-v1 activations with the twin's "
+        "tokenizer at the default probe batch size, then the metric suite; the median and the slowest of "
+        "repeated steps, against 100 training steps of `ent`; ent's trainer calls gc.freeze after its first step, "
+        "the last column is the same process before it):", "",
         diagnostics_table(results), "",
     ])
 
@@ -398,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-diagnostics", dest="diagnostics", action="store_false")
-    parser.add_argument("--device", default="cuda", help="cpu only for the smoke test (tests/test_bench.py)")
+    parser.add_argument("--device", default="cuda", help="cpu only for a smoke test")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--section-from", nargs="+", metavar="JSON", help="Only print the BENCHMARKS.md section.")
     parser.add_argument("--write", metavar="BENCHMARKS.md", help="With --section-from: replace the section there.")
@@ -413,7 +457,6 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-
     from ent_harness.modeling import quiet_libraries
     from ent_harness.plugin_manager import build_registry
 
