@@ -120,19 +120,6 @@ def forward_backward(model: Any, ids: Any, speed: SpeedPlan, decoder_path: str, 
     return float(loss.detach())
 
 
-def freeze_long_lived_objects() -> None:
-    """Move every object alive now out of the garbage collector's reach (``gc.freeze``).
-
-    The trainer calls it once, after its first step in a process: the model, its compiled code and the data
-    stream then live until the run ends. Left tracked, torch.compile's millions of objects are walked by every
-    full collection, which Python starts whenever enough new objects have survived, typically in the middle of
-    a diagnostic step's Python-heavy metric suite (bench/qlora_throughput.py times both: BENCHMARKS.md).
-    Objects made later are collected as usual."""
-    import gc
-
-    gc.freeze()
-
-
 def dropout_seed(seed: int, step: int, micro_batch: int) -> int:
     """The RNG seed of one micro-batch's LoRA dropout: a function of (run seed, step, micro-batch index) only,
     so a resumed run, a rolled-back step and an N-GPU run draw the masks a one-GPU run draws."""
@@ -305,7 +292,6 @@ class Trainer:
                 self.publish(0, self.diagnose(0))
             snapshot = Snapshot.take(self.step, self.trainable, self.optimizer)
             snapshot_losses = len(self.losses)
-            frozen = False
             self.model.train()
             device = self.loaded.device
             while self.step < self.config.steps:
@@ -364,9 +350,6 @@ class Trainer:
                                lr_factor=self.lr_factor, rollback=self.rollbacks)
                     continue
                 self.step = step
-                if not frozen:  # the first step has compiled what it compiles
-                    freeze_long_lived_objects()
-                    frozen = True
                 self.grad_norm = grad_norm
                 self.losses.append(step_loss)
                 if self.reporter:
