@@ -29,6 +29,7 @@ CPU). docs/protocol.md, section "Speed", and BENCHMARKS.md give the measured eff
 
 from __future__ import annotations
 
+import functools
 import types
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -206,8 +207,8 @@ def _dequantized_linear_class() -> Any:
         It does what ``Linear4bit`` does for a training-sized batch: cast the input to the compute dtype,
         multiply by ``dequantize_4bit(W)`` in bf16, cast back to the input's dtype, with the bf16 tensor cached
         instead of dequantised again. Without gradients (diagnostics) it does so only where bitsandbytes
-        itself would (:func:`bnb_dequantizes`) and otherwise calls the original ``Linear4bit``, whose fused
-        4-bit kernel bitsandbytes picks for small batches: either way probe activations are those
+        itself would (:meth:`multiplies_like_bitsandbytes`) and otherwise calls the original ``Linear4bit``,
+        whose fused 4-bit kernel bitsandbytes picks for small batches: either way probe activations are those
         ``ent diagnose --adapter`` computes on a freshly loaded model, bit for bit.
         """
 
@@ -217,9 +218,17 @@ def _dequantized_linear_class() -> Any:
             self.weight = torch.nn.Parameter(weight, requires_grad=False)
             self.compute_dtype = compute_dtype
             self.out_features, self.in_features = weight.shape
+            # bitsandbytes dequantises straight into the compute dtype; the cached copy was dequantised into the
+            # weight's own dtype and then cast: the same values only when the two dtypes agree
+            state = getattr(quantized.weight, "quant_state", None)
+            self.cached_like_bitsandbytes = getattr(state, "dtype", None) == compute_dtype
+
+        def multiplies_like_bitsandbytes(self, x: Any) -> bool:
+            """Without gradients: whether the cached weight gives what the 4-bit layer gives for ``x``."""
+            return self.cached_like_bitsandbytes and bnb_dequantizes(x)
 
         def forward(self, x: Any) -> Any:
-            if not torch.is_grad_enabled() and not bnb_dequantizes(x):
+            if not torch.is_grad_enabled() and not self.multiplies_like_bitsandbytes(x):
                 return self.quantized(x)
             return self.linear_in_compute_dtype(x).to(x.dtype)
 
@@ -235,15 +244,25 @@ def _dequantized_linear_class() -> Any:
 
 BNB_DEQUANTIZES_ABOVE_ROWS = 1536
 """Without gradients, bitsandbytes' 4-bit matmul on a CUDA (or ROCm) GPU dequantises the weight and calls
-``F.linear`` for inputs of more rows than this (0.50: ``_gemm_4bit_custom_max_m``, 1536 on CUDA, 256 on ROCm;
-before 0.50: for any input of more than one row); below it, it may pick its fused kernel, whose rounding
-differs. On the CPU its kernel depends on optional packages, so the 4-bit path is kept there."""
+``F.linear`` for inputs of more rows than this (0.50: ``_gemm_4bit_custom_max_m``, 1536 on CUDA, 256 on ROCm,
+read from bitsandbytes where it has it; before 0.50: for any input of more than one row); below it, it may pick
+its fused kernel, whose rounding differs. On the CPU its kernel depends on optional packages, so the 4-bit path
+is kept there."""
+
+
+@functools.cache
+def _bnb_dequantize_threshold() -> int:
+    try:
+        from bitsandbytes.backends.cuda import ops
+    except Exception:  # noqa: BLE001 - bitsandbytes before 0.50 (dequantises above one row) or without CUDA
+        return BNB_DEQUANTIZES_ABOVE_ROWS
+    return int(getattr(ops, "_gemm_4bit_custom_max_m", BNB_DEQUANTIZES_ABOVE_ROWS))
 
 
 def bnb_dequantizes(x: Any) -> bool:
     """Whether bitsandbytes would multiply ``x`` (no gradients) by ``dequantize_4bit(W)`` with ``F.linear``, so
     that a cached dequantised weight gives its result bit for bit (checked on an H200: tests/test_gpu.py)."""
-    return bool(x.is_cuda) and x.numel() // max(x.shape[-1], 1) > BNB_DEQUANTIZES_ABOVE_ROWS
+    return bool(x.is_cuda) and x.numel() // max(x.shape[-1], 1) > _bnb_dequantize_threshold()
 
 
 def dequantize_layer(layer: Any) -> int:
@@ -299,24 +318,29 @@ def _inference_forward(self: Any, x: Any) -> Any | None:
     """The lean forward without gradients, in one element-wise pass where that gives the same bits, else None.
 
     PEFT computes ``base(x).to(x.dtype) + lora_B(lora_A(x)) * scaling``: three passes over the output (cast,
-    scale, add). With one adapter whose weights have the input's dtype (no cast), a base layer that is a
-    :class:`DequantizedLinear` multiplying in its compute dtype (:func:`bnb_dequantizes`), and a power-of-two
-    scaling (alpha = 2r, or any 2^k: the product is exact, so scaling first rounds nothing), one
-    ``torch.add(base, lora, alpha=scaling)`` rounds once where PEFT's last addition rounds, to the same value.
+    scale, add). With one adapter whose weights have the input's dtype (float32 or bf16, no cast), a base layer
+    that is a :class:`DequantizedLinear` multiplying as bitsandbytes would, without hooks, and a scaling 2^k with
+    k >= 0 (alpha = 2r gives 2), the product is exact (short of overflow to inf, far beyond any activation), so
+    one ``torch.add(base, lora, alpha=scaling)`` rounds once where PEFT's last addition rounds, to the same value.
     """
     import math
 
     import torch
 
     names = [name for name in self.active_adapters if name in self.lora_A]
-    if len(names) != 1 or not isinstance(self.base_layer, _dequantized_linear_class()) or not bnb_dequantizes(x):
+    base_layer = self.base_layer
+    if (len(names) != 1 or not isinstance(base_layer, _dequantized_linear_class())
+            or not base_layer.multiplies_like_bitsandbytes(x) or base_layer._forward_hooks
+            or base_layer._forward_pre_hooks or torch.nn.modules.module._global_forward_hooks
+            or torch.nn.modules.module._global_forward_pre_hooks):
         return None
     name = names[0]
     lora_a, lora_b, scaling = self.lora_A[name], self.lora_B[name], self.scaling[name]
-    if (torch.is_autocast_enabled() or lora_a.weight.dtype != x.dtype or lora_b.weight.dtype != x.dtype
-            or not isinstance(scaling, (int, float)) or scaling <= 0 or math.frexp(scaling)[0] != 0.5):
+    if (torch.is_autocast_enabled() or x.dtype not in (torch.float32, torch.bfloat16)
+            or lora_a.weight.dtype != x.dtype or lora_b.weight.dtype != x.dtype
+            or not isinstance(scaling, (int, float)) or scaling < 1 or math.frexp(scaling)[0] != 0.5):
         return None
-    base = self.base_layer.linear_in_compute_dtype(x)
+    base = base_layer.linear_in_compute_dtype(x)
     if base.dtype != x.dtype and x.dtype != torch.float32:
         base = base.to(x.dtype)  # PEFT's cast back; into float32 it is exact, and the addition makes it
     return torch.add(base, lora_b(lora_a(self.lora_dropout[name](x))), alpha=scaling)

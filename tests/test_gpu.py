@@ -111,6 +111,6 @@ def test_a_dequantised_layer_multiplies_as_bitsandbytes_does_on_the_gpu() -> Non
         for rows in (BNB_DEQUANTIZES_ABOVE_ROWS + 1, 4096):
             for name, module in dequantized.items():
                 x = torch.randn(2, rows // 2 + 1, module.in_features, device="cuda", generator=generator)
-                assert bnb_dequantizes(x)
+                assert bnb_dequantizes(x) and module.multiplies_like_bitsandbytes(x)
                 assert torch.equal(module(x), originals[name](x)), (name, rows)
         assert not bnb_dequantizes(torch.zeros(16, 8, device="cuda"))

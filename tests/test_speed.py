@@ -74,7 +74,7 @@ def test_fused_loss_dequantised_layers_and_lean_lora_compute_the_plain_step() ->
     np.testing.assert_array_equal(terminal_activations(loaded, texts, 2, 32), plain_rows)
 
 
-@pytest.mark.parametrize("alpha", [16, 12])  # LoRA scaling 2 (a power of two) and 1.5
+@pytest.mark.parametrize("alpha", [16, 12, 4])  # LoRA scaling 2 (a power of two), 1.5 and 0.5 (PEFT's path)
 def test_probe_passes_on_dequantised_layers_give_the_4bit_rows_bit_for_bit(monkeypatch, alpha: int) -> None:
     """Where bitsandbytes would dequantise and call F.linear itself (large batches on a GPU; forced here), a
     dequantised layer's probe pass multiplies by its cached weight and, at a power-of-two scaling, adds the
@@ -93,6 +93,7 @@ def test_probe_passes_on_dequantised_layers_give_the_4bit_rows_bit_for_bit(monke
     for layer in fast.get_base_model().model.layers:
         speed.dequantize_layer(layer)
     speed.install_lean_lora(fast)
+    assert all(m.cached_like_bitsandbytes for m in fast.modules() if type(m).__name__ == "DequantizedLinear")
     calls = {"4-bit": 0, "one pass": 0}
     four_bit_forward, inference_forward = Linear4bit.forward, speed._inference_forward
 
