@@ -35,7 +35,10 @@ class Snapshot:
     The copies live in host memory. From a GPU they are queued without waiting, into page-locked buffers that
     the next snapshot reuses (``reuse``: once a newer good state exists the older one is never restored), so
     taking one costs the GPU a device-to-host copy at full speed instead of stopping the training loop while
-    the copies land in freshly allocated pageable memory. ``copied`` marks when they have landed.
+    the copies land in freshly allocated pageable memory. ``copied`` marks when they have landed. The buffers
+    stay page-locked for the run, each rounded up to a power of two by torch's pinned allocator: for r 64 with
+    AdamW, 2.9 GB for the 1.9 GB of a 7B adapter's state, 8.6 GB for the 6.4 GB of a 32B one's (computed
+    from the shapes).
     """
 
     step: int
@@ -58,9 +61,10 @@ class Snapshot:
             "param_groups": copy.deepcopy(state["param_groups"]),
         }
         copied = None
-        if any(p.is_cuda for p in trainable):
+        on_gpu = [p for p in trainable if p.is_cuda]
+        if on_gpu:  # the copies were queued on the stream of the adapter's device
             copied = torch.cuda.Event()
-            copied.record()
+            copied.record(torch.cuda.current_stream(on_gpu[0].device))
         return cls(step, params, cpu_state, copied)
 
     def restore(self, trainable: list[Any], optimizer: Any) -> None:
