@@ -212,14 +212,13 @@ def profile_step(step: Any, ids: Any, args: Any, name: str) -> None:
 
 def diagnostics_time(loaded: Any, registry: Any, repeats: int = 5) -> dict[str, Any]:
     """Diagnostic steps as Trainer.diagnose computes them with ent run's defaults: probe activations (probe batch
-    size and length of RunConfig), then the metric suite; ``repeats`` of them after a warm-up, first as the process
-    is, then after ``freeze_long_lived_objects`` (which ent's trainer calls after its first step), with the
-    garbage collector's pauses inside each. Also times the activations at other probe batch sizes."""
+    size and length of RunConfig), then the metric suite; ``repeats`` of them after a warm-up, each with the
+    garbage collector's pauses inside it. Then one full collection, timed (what a collection that falls inside
+    a step can add). Also times the activations at other probe batch sizes (each after a warm-up)."""
     from ent_harness.config import RunConfig
     from ent_harness.diagnostics import run_metric_suite
     from ent_harness.modeling import terminal_activations
     from ent_harness.probes import probe_labels
-    from ent_harness.trainer import freeze_long_lived_objects
     from ent_plugins.probes.builtin import factorial_v1
 
     defaults = RunConfig(model="bench")
@@ -242,8 +241,11 @@ def diagnostics_time(loaded: Any, registry: Any, repeats: int = 5) -> dict[str, 
         synchronize()
         return time.perf_counter() - start, rows
 
-    def diagnostic_steps() -> list[dict[str, float]]:
-        samples = []
+    _extract, rows = activations_time(batch)  # warm-up, and the metric suite's first-call imports
+    run_metric_suite(registry, rows, labels, 0, rows, registry.all("metric"), ids)
+    samples = []
+    gc.callbacks.append(on_gc)
+    try:
         for _ in range(repeats):
             pauses.clear()
             extract, rows = activations_time(batch)
@@ -251,33 +253,20 @@ def diagnostics_time(loaded: Any, registry: Any, repeats: int = 5) -> dict[str, 
             run_metric_suite(registry, rows, labels, 0, rows, registry.all("metric"), ids)
             samples.append({"activations_s": extract, "metrics_s": time.perf_counter() - start,
                             "gc_pause_s": sum(pauses)})
-        return samples
-
-    def summary(samples: list[dict[str, float]]) -> dict[str, Any]:
-        totals = [s["activations_s"] + s["metrics_s"] for s in samples]
-        return {"step_s": statistics.median(totals), "step_max_s": max(totals),
-                **{key: statistics.median(s[key] for s in samples) for key in samples[0]},
-                "gc_pause_max_s": max(s["gc_pause_s"] for s in samples), "samples": samples}
-
-    _extract, rows = activations_time(batch)  # warm-up, and the metric suite's first-call imports
-    run_metric_suite(registry, rows, labels, 0, rows, registry.all("metric"), ids)
-    gc.callbacks.append(on_gc)
-    try:
-        unfrozen = summary(diagnostic_steps())
-        tracked = len(gc.get_objects())
-        start = time.perf_counter()
-        gc.collect()
-        full_collection_s = time.perf_counter() - start
-        freeze_long_lived_objects()
-        frozen = summary(diagnostic_steps())
     finally:
         gc.callbacks.remove(on_gc)
-        gc.unfreeze()  # the next variant's objects are its own
+    tracked = len(gc.get_objects())
+    start = time.perf_counter()
+    gc.collect()
+    full_collection_s = time.perf_counter() - start
+    totals = [s["activations_s"] + s["metrics_s"] for s in samples]
     tokens = sum(len(i) for i in loaded.tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"])
-    others = {f"activations_s_batch{size}": activations_time(size)[0] for size in (16, 64, 192) if size != batch}
-    return {"activations_s": frozen["activations_s"], "metrics_s": frozen["metrics_s"], "step_s": frozen["step_s"],
-            "step_max_s": frozen["step_max_s"], "frozen": frozen, "unfrozen": unfrozen,
-            "objects_tracked": tracked, "full_collection_s": full_collection_s, "repeats": repeats,
+    others = {f"activations_s_batch{size}": [activations_time(size) for _ in range(2)][1][0]
+              for size in (16, 64, 192) if size != batch}
+    return {"step_s": statistics.median(totals), "step_max_s": max(totals),
+            **{key: statistics.median(s[key] for s in samples) for key in samples[0]},
+            "gc_pause_max_s": max(s["gc_pause_s"] for s in samples), "samples": samples, "repeats": repeats,
+            "objects_tracked": tracked, "full_collection_s": full_collection_s,
             "probe_batch_size": batch, "probe_tokens": tokens, "tokenizer": loaded.tokenizer_source, **others}
 
 
@@ -320,8 +309,6 @@ def run_variant(spec: Any, registry: Any, args: Any, name: str, data: list[Any])
         diagnostics = result["diagnostics"]
         diagnostics["overhead_vs_100_steps"] = diagnostics["step_s"] / (100 * median)
         diagnostics["overhead_max_vs_100_steps"] = diagnostics["step_max_s"] / (100 * median)
-        diagnostics["unfrozen_overhead_vs_100_steps"] = diagnostics["unfrozen"]["step_s"] / (100 * median)
-        diagnostics["unfrozen_overhead_max_vs_100_steps"] = diagnostics["unfrozen"]["step_max_s"] / (100 * median)
     del model, step, loaded
     free_cuda()
     return result
@@ -384,23 +371,31 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _diagnostic_cells(diag: dict[str, Any], step_s: float) -> tuple[float, float, float, float | None]:
+    """(activations s, metric suite s, overhead, slowest step's overhead or None) of one variant's diagnostics.
+
+    Results of the single-step version of this bench have only the first three; those of session 4's runs 6
+    and 7 also timed steps after ``gc.freeze``, which ent's trainer does not call: their ``unfrozen`` steps are
+    the ones `ent run` sees."""
+    timed = diag.get("unfrozen", diag)
+    if "step_s" not in timed:
+        return diag["activations_s"], diag["metrics_s"], diag["overhead_vs_100_steps"], None
+    return (timed["activations_s"], timed["metrics_s"], timed["step_s"] / (100 * step_s),
+            timed["step_max_s"] / (100 * step_s))
+
+
 def diagnostics_table(results: list[dict[str, Any]]) -> str:
     lines = ["| shape | ent variant | probe tokens | probe activations (s) | metric suite (s) | ent step (s) "
-             "| overhead vs 100 steps (median / max) | before gc.freeze (median / max) | run |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| overhead vs 100 steps | slowest diagnostic step | run |", "|---|---|---|---|---|---|---|---|---|"]
     for run_index, result in enumerate(results, 1):
         for model in result["models"]:
             for variant in model["variants"]:
                 diag = variant.get("diagnostics")
                 if diag:
-                    median, worst = diag["overhead_vs_100_steps"], diag.get("overhead_max_vs_100_steps")
-                    before = (f"{diag['unfrozen_overhead_vs_100_steps']:.2%} / "
-                              f"{diag['unfrozen_overhead_max_vs_100_steps']:.2%}"
-                              if "unfrozen_overhead_vs_100_steps" in diag else "")
+                    extract, metrics, overhead, worst = _diagnostic_cells(diag, variant["median_step_s"])
                     lines.append(f"| {model['model']} | `{variant['variant']}` | {fmt(diag.get('probe_tokens'), 0)} "
-                                 f"| {fmt(diag['activations_s'])} | {fmt(diag['metrics_s'])} "
-                                 f"| {fmt(variant['median_step_s'], 3)} | {median:.2%}"
-                                 f"{f' / {worst:.2%}' if worst is not None else ''} | {before} | {run_index} |")
+                                 f"| {fmt(extract)} | {fmt(metrics)} | {fmt(variant['median_step_s'], 3)} "
+                                 f"| {overhead:.2%} | {'' if worst is None else f'{worst:.2%}'} | {run_index} |")
     return "\n".join(lines)
 
 
@@ -417,9 +412,8 @@ def section(results: list[dict[str, Any]]) -> str:
         "largest absolute difference over all steps.", "",
         table(results), "",
         "Diagnostics overhead (a diagnostic step as `ent run` takes it: factorial-v1 activations with the twin's "
-        "tokenizer at the default probe batch size, then the metric suite; the median and the slowest of "
-        "repeated steps, against 100 training steps of `ent`; ent's trainer calls gc.freeze after its first step, "
-        "the last column is the same process before it):", "",
+        "tokenizer at the default probe batch size, then the metric suite, against 100 training steps of `ent`; "
+        "the median of five steps after a warm-up, and the slowest of them, where the run timed five):", "",
         diagnostics_table(results), "",
     ])
 
