@@ -474,8 +474,8 @@ def run_task(task: SweepTask, gpu: str | None = None, executor: str = "local") -
                     attempt.update({"ended": _now(), "exit_code": exit_code,
                                     "status": (read_record(task.run_dir) or {}).get("status")})
                     write_json(state_path, state)
-            if exit_code == 0:
-                break
+            if exit_code == 0 or attempt["status"] == "interrupted":
+                break  # an interrupted run was asked to stop (Ctrl-C, SIGTERM, pre-emption): not a failure to retry
         return _result(task, action, exit_code=exit_code, gpu=state.get("gpu"), host=state.get("host"),
                        seconds=round(time.monotonic() - started, 1), log=str(out / LOGS_DIR / f"{task.name}.log"))
     finally:

@@ -209,6 +209,33 @@ def test_a_run_another_process_works_on_is_left_alone(tmp_path) -> None:
     assert not (tmp_path / "runs" / "r").exists()
 
 
+@pytest.mark.slow
+def test_a_run_stopped_by_a_signal_is_not_retried(tmp_path) -> None:
+    """Ctrl-C reaches the `ent run` processes as well as the sweep: an interrupted run is left for the next
+    invocation, not resumed at once by --retries (which are for failures)."""
+    task = SweepTask("r", str(tmp_path), {"model": "tiny-qwen2", "companion": "nl", "diag_every": 100,
+                                          "tensorboard": False}, 400, retries=2, env=ENV)
+    results: list[dict] = []
+    worker = threading.Thread(target=lambda: results.append(run_task(task)))
+    worker.start()
+    state, record_path = tmp_path / "state" / "r.json", task.run_dir / "run.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the run trains
+        record = json.loads(record_path.read_text()) if record_path.exists() else {}
+        if record.get("status") == "running" and record.get("step", 0) > 0 and state.exists():
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the run did not start training")
+    os.kill(json.loads(state.read_text())["attempts"][0]["pid"], signal.SIGTERM)
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    attempts = json.loads(state.read_text())["attempts"]
+    assert len(attempts) == 1 and attempts[0]["status"] == "interrupted" and attempts[0]["exit_code"] != 0
+    assert json.loads(record_path.read_text())["status"] == "interrupted"
+    assert results[0]["exit_code"] != 0
+
+
 # ---- GPU placement of the local executor (fake GPUs, a stub runner) --------------------------------------------
 
 
