@@ -222,14 +222,17 @@ class ExecutorSpec(ComponentSpec):
     :class:`ent_harness.sweep.SweepTask` objects and an :class:`ent_harness.sweep.ExecutorContext`, calls
     ``context.runner(task, gpu)`` (by default :func:`ent_harness.sweep.run_task`, which skips, starts or
     resumes one run as an ``ent run`` subprocess) wherever the work should happen, and returns one result
-    dict per task. ``settings`` lists the keys its table (``[NAME]``) in a sweep file may hold. ``requires``
-    names the modules it imports and ``extra`` the pip extra that installs them: a missing module stops the
-    sweep before anything starts with one line naming ``pip install "ent-harness[EXTRA]"``.
+    dict per task. ``settings`` lists the keys its table (``[NAME]``) in a sweep file may hold, and
+    ``setting_kinds`` what some of them must be (pairs of key and one of :data:`SETTING_KINDS`), checked when
+    the sweep file is read. ``requires`` names the modules it imports and ``extra`` the pip extra that installs
+    them: a missing module stops the sweep before anything starts with one line naming
+    ``pip install "ent-harness[EXTRA]"``.
     """
 
     kind: ClassVar[str] = "executor"
     execute: str = ""
     settings: tuple[str, ...] = ()
+    setting_kinds: tuple[tuple[str, str], ...] = ()
     requires: tuple[str, ...] = ()
     extra: str | None = None
 
@@ -239,6 +242,37 @@ class ExecutorSpec(ComponentSpec):
         for group, values in (("settings", self.settings), ("requires", self.requires)):
             if not isinstance(values, tuple) or not all(isinstance(v, str) and v for v in values):
                 raise PluginSpecError(f"executor '{self.name}': {group} must be a tuple of non-empty strings")
+        for pair in self.setting_kinds:
+            if (not isinstance(pair, tuple) or len(pair) != 2 or pair[0] not in self.settings
+                    or pair[1] not in SETTING_KINDS):
+                raise PluginSpecError(f"executor '{self.name}': setting_kinds must pair a key of settings with one "
+                                      f"of {', '.join(SETTING_KINDS)}, got {pair!r}")
+
+
+SETTING_KINDS = {
+    "text": "a string",
+    "count": "a whole number, 0 or more",
+    "number": "a number, 0 or more",
+    "flag": "true or false",
+    "texts": "a list of strings",
+    "table": "a table",
+}
+"""What an executor setting may be declared to be (:attr:`ExecutorSpec.setting_kinds`), with the phrase an
+error message uses."""
+
+
+def setting_matches(kind: str, value: object) -> bool:
+    """Whether a sweep file's ``value`` is of ``kind`` (TOML types: a bool is not a number)."""
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "flag":
+        return isinstance(value, bool)
+    if kind in ("count", "number"):
+        allowed = int if kind == "count" else (int, float)
+        return isinstance(value, allowed) and not isinstance(value, bool) and value >= 0
+    if kind == "texts":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, dict)
 
 
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {

@@ -41,6 +41,7 @@ from typing import Any
 
 from .errors import EntError
 from .rundir import DIAGNOSTICS_FILE, RUN_FILE, atomic_write_text, write_json
+from .specs import SETTING_KINDS, setting_matches
 
 MANIFEST_FILE = "sweep.json"
 RUNS_DIR, CONFIGS_DIR, STATE_DIR, LOGS_DIR = "runs", "configs", "state", "logs"
@@ -230,10 +231,13 @@ def load_sweep(path: str | Path, registry: Any) -> Sweep:
     for table, values in data.items():
         if table in executors:
             spec = registry.get("executor", table)
-            for key in values:
+            kinds = dict(spec.setting_kinds)
+            for key, value in values.items():
                 if key not in spec.settings:
                     raise EntError(f"{path}: unknown key '{key}' in [{table}]",
                                    f"the {table} executor knows: {', '.join(spec.settings) or 'no settings'}")
+                if key in kinds and not setting_matches(kinds[key], value):
+                    raise EntError(f"{path}: [{table}] {key} must be {SETTING_KINDS[kinds[key]]}, got {value!r}")
 
     varied = list(grid)
     runs: list[SweepRun] = []

@@ -169,6 +169,15 @@ def test_specs_validate_when_constructed(kwargs: dict[str, Any]) -> None:
         ModelSpec(**kwargs)
 
 
+@pytest.mark.parametrize("kinds", [(("gpus", "integer"),), (("gpu", "count"),), ("gpus",)])
+def test_executor_setting_kinds_name_a_setting_and_a_known_kind(kinds: tuple) -> None:
+    from ent_harness.specs import ExecutorSpec
+
+    assert ExecutorSpec(name="ok", execute="a.b:c", settings=("gpus",), setting_kinds=(("gpus", "count"),))
+    with pytest.raises(PluginSpecError):
+        ExecutorSpec(name="ok", execute="a.b:c", settings=("gpus",), setting_kinds=kinds)
+
+
 def test_every_hook_is_documented_and_exercised() -> None:
     """Meta-test: each hookspec has a docstring and a built-in implementation, so it is tested above."""
     import inspect

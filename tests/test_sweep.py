@@ -117,6 +117,15 @@ def test_relative_paths_are_relative_to_the_sweep_file(tmp_path) -> None:
         ('[grid]\nmodel = ["tiny-qwen2"]\nseed = [0]\n[run]\nseed = 1\n', "'seed' is both in [grid] and in [run]"),
         ('[grid]\nmodel = ["tiny-qwen2"]\n[run]\nsteps = 0\n', "Invalid steps 0"),
         ('[grid]\nseed = 1\n[run]\nmodel = "tiny-qwen2"\n', "[grid] seed must be a list"),
+        ('[grid]\nmodel = ["tiny-qwen2"]\n[local]\ngpus = "two"\n',
+         "[local] gpus must be a whole number, 0 or more, got 'two'"),
+        ('[grid]\nmodel = ["tiny-qwen2"]\n[slurm]\ncpus_per_run = 8.5\n',
+         "[slurm] cpus_per_run must be a whole number, 0 or more, got 8.5"),
+        ('[grid]\nmodel = ["tiny-qwen2"]\n[slurm]\narray = "yes"\n', "[slurm] array must be true or false"),
+        ('[grid]\nmodel = ["tiny-qwen2"]\n[slurm]\nsetup = "module load cuda"\n',
+         "[slurm] setup must be a list of strings"),
+        ('[grid]\nmodel = ["tiny-qwen2"]\n[ray]\ncpus_per_run = true\n', "[ray] cpus_per_run must be a number"),
+        ('[grid]\nmodel = ["tiny-qwen2"]\n[ray]\nruntime_env = "x"\n', "[ray] runtime_env must be a table"),
     ],
 )
 def test_bad_sweep_files_are_refused_with_the_problem_named(tmp_path, text: str, message: str) -> None:
