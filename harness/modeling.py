@@ -372,10 +372,10 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
 
     The terminal layer is the family's (default: last decoder block after the final norm); pooling is the
     mean over non-padding tokens (or the last non-padding token). The language-model head is never run.
-    Whatever the tokenizer's padding side, each probe's tokens are moved to the start of its row
-    (:func:`right_align`) and rotary positions come from the attention mask, so a probe is computed at the
-    same positions, by the same kernel tiles, with left or right padding: the rows are identical bit for
-    bit. (Left padding computed in place agrees only to the rounding of the bf16 4-bit matmuls, about 1e-3
+    Probes are tokenized once; each batch puts every probe's tokens at the start of its row whatever the
+    tokenizer's padding side (:func:`right_padded`) and rotary positions come from the attention mask, so a
+    probe is computed at the same positions, by the same kernel tiles, with a left- or right-padding
+    tokenizer: the rows are identical bit for bit. (Left padding computed in place agrees only to the rounding of the bf16 4-bit matmuls, about 1e-3
     once an adapter is trained: a 1-ulp float32 difference before a bf16 cast becomes a bf16 ulp.)
     """
     import torch
@@ -398,10 +398,10 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
     # GEMM shapes, so rows can differ in the last bf16 bits from another batching: a run records its batching
     # (``probe_batching``) and keeps it. Rows come back in the order of ``texts``.
     order = list(range(len(texts)))
-    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_tokens)["input_ids"]]
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_tokens)["input_ids"]
+    lengths = [len(ids) for ids in encoded]
     if by_length:
         order.sort(key=lambda i: lengths[i])
-    ordered = [texts[i] for i in order]
     cap = batch_tokens if batch_tokens is not None else PROBE_BATCH_TOKEN_PROBES * max_tokens
     batches = probe_batches([lengths[i] for i in order], batch_size, cap)
     was_training = loaded.model.training
@@ -412,14 +412,7 @@ def terminal_activations(loaded: LoadedModel, texts: list[str], batch_size: int 
         # the end, so the CPU queues the next batch while the GPU computes this one
         with torch.inference_mode(), eager_mode():
             for start, stop in batches:
-                batch = tokenizer(
-                    ordered[start:stop],
-                    return_tensors="pt",
-                    padding=True,
-                    truncation=True,
-                    max_length=max_tokens,
-                )
-                input_ids, mask = right_align(batch["input_ids"], batch["attention_mask"])
+                input_ids, mask = right_padded([encoded[i] for i in order[start:stop]], tokenizer.pad_token_id)
                 input_ids, mask = input_ids.to(loaded.device), mask.to(loaded.device)
                 captured.clear()
                 decoder(input_ids=input_ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
@@ -462,14 +455,18 @@ def eager_mode() -> Any:
     return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
 
 
-def right_align(input_ids: Any, mask: Any) -> tuple[Any, Any]:
-    """Move every row's real tokens to its start, keeping their order (left padding becomes right padding)."""
+def right_padded(sequences: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """Token id lists as one batch: each row's tokens at its start, then ``pad_id`` to the longest row; and the
+    attention mask (1 on tokens, 0 on padding)."""
     import torch
 
-    if mask.shape[1] == 0 or bool(mask[:, 0].all()):
-        return input_ids, mask  # already right-padded (or not padded)
-    order = torch.argsort((mask == 0).to(torch.int8), dim=1, stable=True)
-    return input_ids.gather(1, order), mask.gather(1, order)
+    width = max((len(ids) for ids in sequences), default=0)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        mask[row, : len(ids)] = 1
+    return input_ids, mask
 
 
 def position_ids_from_mask(mask: Any) -> Any:

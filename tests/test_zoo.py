@@ -191,14 +191,14 @@ def test_tiny_twin_loads_in_4bit_lora_lands_on_the_seven_linears_and_pooling_is_
 def test_position_ids_count_real_tokens_only() -> None:
     import torch
 
-    from ent_harness.modeling import position_ids_from_mask, right_align
+    from ent_harness.modeling import position_ids_from_mask, right_padded
 
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
     assert position_ids_from_mask(mask).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4], [0, 1, 1, 1, 1]]
-    ids = torch.tensor([[9, 9, 1, 2, 3], [1, 2, 3, 4, 5], [7, 8, 9, 9, 9]])
-    aligned_ids, aligned_mask = right_align(ids, mask)
+    aligned_ids, aligned_mask = right_padded([[1, 2, 3], [1, 2, 3, 4, 5], [7, 8]], pad_id=9)
     assert aligned_ids.tolist() == [[1, 2, 3, 9, 9], [1, 2, 3, 4, 5], [7, 8, 9, 9, 9]]
     assert aligned_mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    assert [t.shape for t in right_padded([[], []], pad_id=9)] == [(2, 0), (2, 0)]  # nothing but padding
 
 
 # ---- EOS stays visible to the loss ----------------------------------------------------------------------
