@@ -550,8 +550,6 @@ def selective_checkpoint_function(lora_rank: int, keep_gemms: bool = False) -> A
     SwiGLU) in the backward pass; with ``keep_gemms`` it keeps the base GEMMs' outputs too (bitsandbytes' 4-bit
     GEMM, or a bf16 one), and the backward recomputes element-wise work only.
     """
-    import functools
-
     import torch
     from torch.utils.checkpoint import (
         CheckpointPolicy,
@@ -603,8 +601,6 @@ def checkpoint_inside(layer: Any, policy: str) -> None:
     torch.compile guards on it, so layers with different policies get different graphs (it does not tell two
     closures of one function apart).
     """
-    import functools
-
     import torch
 
     layer.gradient_checkpointing = False  # transformers' own checkpointing, in __call__ or forward, stays off
